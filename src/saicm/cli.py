@@ -1,0 +1,233 @@
+"""The ``saicm`` command line: ``encode``, ``decode``, ``models``, ``demo``, ``train``.
+
+Errors in the user's input print one line (``saicm: error: ...``) and set a non-zero exit status;
+in a batch the other inputs are still processed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import SaicmError
+
+__all__ = ["main"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _say_error(msg: str) -> None:
+    print(f"saicm: error: {msg}", file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"saicm: warning: {message}", file=sys.stderr)
+
+
+def _outputs(inputs: Sequence[str], out: str, suffix: str) -> list[Path]:
+    """One output per input: ``out`` itself for one input unless it is a folder, else
+    ``out/<stem><suffix>``."""
+    target = Path(out)
+    if len(inputs) == 1 and not target.is_dir() and not out.endswith(("/", "\\")):
+        return [target]
+    target.mkdir(parents=True, exist_ok=True)
+    stems = [Path(p).stem for p in inputs]
+    if len(set(stems)) != len(stems):
+        raise SaicmError("inputs share a file name; give them separate output folders")
+    return [target / f"{s}{suffix}" for s in stems]
+
+
+def _each(items: Iterable[tuple[str, Path]], job: Callable[[str, Path], str], total: int) -> int:
+    """Run ``job`` on every (input, output); report failures and carry on."""
+    from tqdm import tqdm
+
+    failed = 0
+    for src, dst in tqdm(items, total=total, disable=total < 2, unit="image", leave=False):
+        try:
+            line = job(src, dst)
+        except SaicmError as exc:
+            failed += 1
+            _say_error(str(exc) if str(exc).startswith(src) else f"{src}: {exc}")
+            continue
+        except Exception as exc:  # a bug must not cost the rest of the batch
+            failed += 1
+            _say_error(f"{src}: unexpected {type(exc).__name__}: {exc}")
+            continue
+        print(line)
+    if failed:
+        _say_error(f"{failed} of {total} input(s) failed")
+    return EXIT_FAILED if failed else 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from .codec import encode, load_model
+    from .utils.io import atomic_write_bytes
+
+    model = load_model(args.model, arch=args.arch)
+    outs = _outputs(args.images, args.output, ".sic")
+
+    def job(src: str, dst: Path) -> str:
+        from .image import load_image
+
+        rgb = load_image(src)
+        data = encode(rgb, model)
+        atomic_write_bytes(dst, data)
+        bpp = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
+        return f"{src} -> {dst}  {rgb.shape[1]}x{rgb.shape[0]}  {len(data)} bytes  {bpp:.4f} bpp"
+
+    return _each(zip(args.images, outs, strict=True), job, len(outs))
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from .codec import decode, load_model
+    from .errors import BitstreamError
+    from .image import save_image
+
+    model = load_model(args.model, arch=args.arch) if args.model else None
+    outs = _outputs(args.files, args.output, ".png")
+
+    def job(src: str, dst: Path) -> str:
+        path = Path(src)
+        if not path.is_file():
+            raise BitstreamError(f"{src}: no such file")
+        rgb = decode(path.read_bytes(), model)
+        save_image(rgb, dst)
+        return f"{src} -> {dst}  {rgb.shape[1]}x{rgb.shape[0]}"
+
+    return _each(zip(args.files, outs, strict=True), job, len(outs))
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .codec import DEFAULT_MODEL, get_architecture, installed_models, list_models
+
+    print("architectures (saicm.create_model):")
+    for name in list_models():
+        print(f"  {name:<16} {get_architecture(name).description}")
+    print("installed models (saicm encode --model NAME):")
+    models = installed_models()
+    for m in models:
+        card = m["card"]
+        mark = "*" if m["name"] == DEFAULT_MODEL else " "
+        facts = ", ".join(f"{k}={card[k]}" for k in ("loss", "lmbda", "steps") if k in card)
+        print(f" {mark}{m['name']:<24} {m['arch']:<14} {m['bytes'] / 1e6:6.1f} MB  {facts}")
+        print(f"   {m['path']}")
+    if not models:
+        print("  (none)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.image, args.output, model=args.model)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(
+        images=args.images,
+        masks=args.masks,
+        loss=args.loss,
+        lmbda=args.lmbda,
+        arch=args.arch,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        lr=args.lr,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        name=args.name,
+    )
+    model = train(cfg, args.output, resume=args.resume)
+    print(f"exported {model.name} -> {model.path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="saicm", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"saicm {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("encode", help="compress images into .sic files")
+    e.add_argument("images", nargs="+", metavar="IMAGE")
+    e.add_argument(
+        "-o", "--output", required=True, help="output file (one image) or folder (several images)"
+    )
+    e.add_argument(
+        "-m",
+        "--model",
+        default=None,
+        help="installed model name or model file (default: the shipped SA-ICM model)",
+    )
+    e.add_argument("--arch", default=None, help="architecture of a foreign checkpoint (tcm)")
+    e.set_defaults(func=cmd_encode)
+
+    d = sub.add_parser("decode", help="decode .sic files into PNG images")
+    d.add_argument("files", nargs="+", metavar="FILE.sic")
+    d.add_argument("-o", "--output", required=True, help="output PNG (one file) or folder")
+    d.add_argument(
+        "-m",
+        "--model",
+        default=None,
+        help="model to decode with (default: the one named in the file)",
+    )
+    d.add_argument("--arch", default=None, help="architecture of a foreign checkpoint (tcm)")
+    d.set_defaults(func=cmd_decode)
+
+    m = sub.add_parser("models", help="list architectures and installed models")
+    m.set_defaults(func=cmd_models)
+
+    g = sub.add_parser("demo", help="compress, decode and detect objects on one image")
+    g.add_argument(
+        "image",
+        nargs="?",
+        default=None,
+        help="image to use (default: scikit-image's astronaut photo)",
+    )
+    g.add_argument("-o", "--output", default="demo", help="output folder (default: demo)")
+    g.add_argument("-m", "--model", default=None, help="model (default: the shipped model)")
+    g.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="train a codec with the mse, region or edge loss")
+    t.add_argument("--images", required=True, help="folder of training images")
+    t.add_argument("--masks", default=None, help="folder of masks (edge or object)")
+    t.add_argument("--loss", choices=("mse", "region", "edge"), default="edge")
+    t.add_argument("--lmbda", type=float, default=0.05)
+    t.add_argument("--arch", default="mbt2018-mean")
+    t.add_argument("--steps", type=int, default=10000)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--crop", type=int, default=256)
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--checkpoint-every", type=int, default=500)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--name", default=None, help="name of the exported model")
+    t.add_argument("--resume", action="store_true", help="continue the run in OUTPUT")
+    t.add_argument("-o", "--output", required=True, help="run folder")
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        return args.func(args)
+    except SaicmError as exc:
+        _say_error(str(exc))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _say_error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""The learned image codec: architectures, trained models, the ``.sic`` format and its API."""
+
+from .api import decode, encode, resolve_model
+from .bitstream import Bitstream, pack, unpack
+from .registry import create_model, get_architecture, list_models, register_architecture
+from .zoo import DEFAULT_MODEL, TrainedModel, export_model, installed_models, load_model
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Bitstream",
+    "TrainedModel",
+    "create_model",
+    "decode",
+    "encode",
+    "export_model",
+    "get_architecture",
+    "installed_models",
+    "list_models",
+    "load_model",
+    "pack",
+    "register_architecture",
+    "resolve_model",
+    "unpack",
+]

@@ -1,0 +1,80 @@
+"""Python API of the image codec: an image in, ``.sic`` bytes out, and back.
+
+>>> import saicm
+>>> data = saicm.encode("photo.jpg")                  # default shipped SA-ICM model
+>>> image = saicm.decode(data)                        # (H, W, 3) uint8 RGB
+>>> bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from ..errors import BitstreamError, ModelError
+from ..image import ImageLike, crop, pad_to_multiple, to_array, to_rgb, to_tensor
+from .bitstream import Bitstream, pack, unpack
+from .zoo import TrainedModel, load_model
+
+__all__ = ["ModelLike", "decode", "encode", "resolve_model"]
+
+ModelLike = TrainedModel | str | os.PathLike[str] | None
+
+
+def resolve_model(model: ModelLike) -> TrainedModel:
+    """A loaded model from a :class:`TrainedModel`, an installed name, a path, or ``None``."""
+    return model if isinstance(model, TrainedModel) else load_model(model)
+
+
+def _flatten(strings: list[list[bytes]]) -> tuple[bytes, ...]:
+    if any(len(group) != 1 for group in strings):
+        raise ValueError("expected one string per latent (batch of one image)")
+    return tuple(group[0] for group in strings)
+
+
+@torch.inference_mode()
+def encode(image: ImageLike, model: ModelLike = None) -> bytes:
+    """Code one image into the bytes of a ``.sic`` file.
+
+    Arguments:
+        image: a path, a PIL image or an ``(H, W, 3)`` array.
+        model: a loaded model, an installed model's name, a model file, or ``None`` (default).
+    """
+    m = resolve_model(model)
+    rgb = to_rgb(image)
+    height, width = rgb.shape[:2]
+    x, pad = pad_to_multiple(to_tensor(rgb), m.downsampling)
+    out = m.net.compress(x)
+    shape = tuple(int(s) for s in out["shape"])
+    bs = Bitstream(m.name, m.hash_prefix, height, width, pad, shape, _flatten(out["strings"]))
+    return pack(bs)
+
+
+@torch.inference_mode()
+def decode(data: bytes, model: ModelLike = None) -> np.ndarray:
+    """Decode ``.sic`` bytes into an ``(H, W, 3)`` uint8 RGB array.
+
+    Arguments:
+        data: the file's bytes.
+        model: the model to decode with; ``None`` finds the installed model named in the file.
+    """
+    bs = unpack(data)
+    m = resolve_model(model if model is not None else bs.model)
+    if bs.weights_hash != m.hash_prefix:
+        raise ModelError(
+            f"file was written by model {bs.model!r} with weights {bs.weights_hash.hex()}, "
+            f"but {m.name!r} has weights {m.hash_prefix.hex()}"
+        )
+    ds = m.downsampling
+    ph, pw = bs.height + bs.pad[0], bs.width + bs.pad[1]
+    if ph % ds or pw % ds or bs.pad[0] >= ds or bs.pad[1] >= ds:
+        raise BitstreamError(f"padding {bs.pad} does not fit model {m.name!r}")
+    if (ph // ds, pw // ds) != bs.latent_shape:  # z sits at 1/downsampling of the image
+        raise BitstreamError(f"latent shape {bs.latent_shape} does not fit a {pw}x{ph} image")
+    try:
+        out = m.net.decompress([[s] for s in bs.strings], bs.latent_shape)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise BitstreamError(f"entropy decoding failed ({exc})") from None
+    return to_array(crop(out["x_hat"], bs.height, bs.width))

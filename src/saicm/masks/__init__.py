@@ -1,0 +1,1 @@
+"""Training targets: edge masks (SAM, HED, classical) and object masks for region learning."""

