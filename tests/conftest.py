@@ -61,12 +61,22 @@ def voc_coco(tmp_path_factory):
     for i, (m, label) in enumerate(zip(d["masks"], d["labels"], strict=True), start=1):
         rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
         y0, x0, y1, x1 = d["bboxes"][i - 1]
-        anns.append({"id": i, "image_id": 1, "category_id": int(label), "iscrowd": 0,
-                     "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
-                     "area": float(m.sum()), "bbox": [x0, y0, x1 - x0, y1 - y0]})
+        anns.append(
+            {
+                "id": i,
+                "image_id": 1,
+                "category_id": int(label),
+                "iscrowd": 0,
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+                "area": float(m.sum()),
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+            }
+        )
     h, w = d["rgb"].shape[:2]
-    coco = {"images": [{"id": 1, "file_name": "voc.jpg", "height": h, "width": w}],
-            "annotations": anns,
-            "categories": [{"id": i, "name": n} for i, n in enumerate(d["class_names"]) if i]}
+    coco = {
+        "images": [{"id": 1, "file_name": "voc.jpg", "height": h, "width": w}],
+        "annotations": anns,
+        "categories": [{"id": i, "name": n} for i, n in enumerate(d["class_names"]) if i],
+    }
     (root / "instances.json").write_text(json.dumps(coco))
     return root / "images", root / "instances.json", d["masks"]

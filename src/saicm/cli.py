@@ -132,13 +132,29 @@ def cmd_masks(args: argparse.Namespace) -> int:
     from .masks.build import build_masks, torchrun_shard
     from .masks.sources import create_source
 
-    settings = {k: getattr(args, k) for k in (
-        "checkpoint", "sam_type", "alpha", "points_per_side", "stability_score_thresh",
-        "box_nms_thresh", "points_per_batch", "edge_width", "threshold", "annotations",
-        "min_score", "device")}
+    settings = {
+        k: getattr(args, k)
+        for k in (
+            "checkpoint",
+            "sam_type",
+            "alpha",
+            "points_per_side",
+            "stability_score_thresh",
+            "box_nms_thresh",
+            "points_per_batch",
+            "edge_width",
+            "threshold",
+            "annotations",
+            "min_score",
+            "device",
+        )
+    }
     if args.source == "hed":
-        print("saicm: mask source hed: HED boundaries (BSDS500), the offline stand-in for SAM "
-              "edges; use --source sam --checkpoint FILE where SAM weights exist", file=sys.stderr)
+        print(
+            "saicm: mask source hed: HED boundaries (BSDS500), the offline stand-in for SAM "
+            "edges; use --source sam --checkpoint FILE where SAM weights exist",
+            file=sys.stderr,
+        )
     launched = torchrun_shard()
     if launched and settings["device"] is None:
         import os
@@ -171,32 +187,52 @@ def cmd_masks(args: argparse.Namespace) -> int:
         except ValueError:
             raise SaicmError(f"--shard {args.shard!r}: expected i/n, e.g. 0/4") from None
         shard = (i, n)
-    summary = build_masks(args.images, args.output, source, shard=shard,
-                          overwrite=args.overwrite)
+    summary = build_masks(args.images, args.output, source, shard=shard, overwrite=args.overwrite)
     for line in summary.lines():
         print(line)
     return EXIT_FAILED if summary.failures else 0
 
 
+TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the config file
+    "images": (str, "folder of training images"),
+    "masks": (str, "folder of masks (edge masks for --loss edge, object masks for region)"),
+    "loss": (str, "mse (Eq. 1), region (Eq. 3) or edge (SA-ICM, Eq. 5); default edge"),
+    "lmbda": (float, "rate-distortion trade-off (default 0.05)"),
+    "arch": (str, "architecture (default mbt2018-mean; see saicm models)"),
+    "steps": (int, "optimisation steps (default 10000)"),
+    "batch_size": (int, "global batch (default 8)"),
+    "accumulate": (int, "micro-batches per rank per step (default 1)"),
+    "crop": (int, "random crop side, a multiple of 64 (default 256)"),
+    "lr": (float, "learning rate (default 1e-4)"),
+    "aux_lr": (float, "learning rate of the quantiles (default 1e-3)"),
+    "clip": (float, "gradient-norm clipping, 0 = off (default 1.0)"),
+    "amp": (str, "autocast: off, bf16 or fp16 (default off)"),
+    "val_images": (str, "held-out images for validation"),
+    "val_masks": (str, "their masks (PSNR inside the mask)"),
+    "val_every": (int, "steps between validations (default 1000)"),
+    "checkpoint_every": (int, "steps between checkpoints (default 500)"),
+    "log_every": (int, "steps between log rows (default 50)"),
+    "seed": (int, "seed (default 0)"),
+    "workers": (int, "data-loading processes (default 0)"),
+    "name": (str, "name of the exported model (default <loss>-<arch>-<lmbda>)"),
+}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
-    cfg = TrainConfig(
-        images=args.images,
-        masks=args.masks,
-        loss=args.loss,
-        lmbda=args.lmbda,
-        arch=args.arch,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        crop=args.crop,
-        lr=args.lr,
-        checkpoint_every=args.checkpoint_every,
-        seed=args.seed,
-        name=args.name,
-    )
-    model = train(cfg, args.output, resume=args.resume)
-    print(f"exported {model.name} -> {model.path}")
+    out = Path(args.output)
+    saved = out / "config.yaml"
+    if args.resume and saved.exists():
+        cfg = TrainConfig.from_file(saved)
+    elif args.config:
+        cfg = TrainConfig.from_file(args.config)
+    else:
+        cfg = TrainConfig()
+    cfg = cfg.override({k: getattr(args, k) for k in TRAIN_OPTIONS}, source="command line")
+    model = train(cfg, out, resume=args.resume)
+    if model is not None:
+        print(f"exported {model.name} -> {model.path}")
     return 0
 
 
@@ -247,24 +283,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("masks", help="build training masks (SAM / HED / classical edges, objects)")
     k.add_argument("images", nargs="*", metavar="IMAGES", help="folders and/or image files")
-    k.add_argument("-o", "--output", required=True,
-                   help="mask folder (with --preview: the picture to write)")
-    k.add_argument("--source", default="hed",
-                   choices=("sam", "hed", "felzenszwalb", "slic", "objects"),
-                   help="where the masks come from (default hed: SAM weights are not bundled)")
-    k.add_argument("--preview", metavar="IMAGE",
-                   help="write one side-by-side picture image | segments | mask")
+    k.add_argument(
+        "-o", "--output", required=True, help="mask folder (with --preview: the picture to write)"
+    )
+    k.add_argument(
+        "--source",
+        default="hed",
+        choices=("sam", "hed", "felzenszwalb", "slic", "objects"),
+        help="where the masks come from (default hed: SAM weights are not bundled)",
+    )
+    k.add_argument(
+        "--preview", metavar="IMAGE", help="write one side-by-side picture image | segments | mask"
+    )
     k.add_argument("--overwrite", action="store_true", help="redo finished images")
-    k.add_argument("--shard", default=None, help="i/n: take every n-th image from the i-th "
-                   "(set from RANK/WORLD_SIZE under torchrun)")
+    k.add_argument(
+        "--shard",
+        default=None,
+        help="i/n: take every n-th image from the i-th (set from RANK/WORLD_SIZE under torchrun)",
+    )
     k.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     k.add_argument("--edge-width", type=int, default=None, help="dilation radius of the edges")
     ks = k.add_argument_group("sam (and objects refined by SAM)")
     ks.add_argument("--checkpoint", default=None, help="official SAM or MobileSAM weights")
     ks.add_argument("--sam-type", default=None, choices=("vit_h", "vit_l", "vit_b", "vit_t"))
-    ks.add_argument("--alpha", type=float, default=None,
-                    help="the paper's confidence alpha = pred_iou_thresh (default 0.88; "
-                    "lower: more masks, more edges)")
+    ks.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="the paper's confidence alpha = pred_iou_thresh (default 0.88; "
+        "lower: more masks, more edges)",
+    )
     ks.add_argument("--points-per-side", type=int, default=None)
     ks.add_argument("--stability-score-thresh", type=float, default=None)
     ks.add_argument("--box-nms-thresh", type=float, default=None)
@@ -277,20 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_masks)
 
     t = sub.add_parser("train", help="train a codec with the mse, region or edge loss")
-    t.add_argument("--images", required=True, help="folder of training images")
-    t.add_argument("--masks", default=None, help="folder of masks (edge or object)")
-    t.add_argument("--loss", choices=("mse", "region", "edge"), default="edge")
-    t.add_argument("--lmbda", type=float, default=0.05)
-    t.add_argument("--arch", default="mbt2018-mean")
-    t.add_argument("--steps", type=int, default=10000)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--crop", type=int, default=256)
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--checkpoint-every", type=int, default=500)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--name", default=None, help="name of the exported model")
-    t.add_argument("--resume", action="store_true", help="continue the run in OUTPUT")
     t.add_argument("-o", "--output", required=True, help="run folder")
+    t.add_argument("--config", default=None, help="YAML file of settings (flags override it)")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUTPUT from its latest checkpoint",
+    )
+    for key, (typ, text) in TRAIN_OPTIONS.items():
+        flags = [f"--{key.replace('_', '-')}"] + (["--model"] if key == "arch" else [])
+        t.add_argument(*flags, dest=key, type=typ, default=None, help=text)
     t.set_defaults(func=cmd_train)
     return p
 

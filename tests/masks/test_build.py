@@ -57,12 +57,16 @@ def test_masks_manifest_and_resume_after_a_kill(folder, tmp_path):
 
 def test_shards_split_the_work(folder, tmp_path):
     out = tmp_path / "masks"
-    counts = [build_masks([folder], out, FelzenszwalbEdges(), shard=(i, 2), progress=False).done
-              for i in range(2)]
+    counts = [
+        build_masks([folder], out, FelzenszwalbEdges(), shard=(i, 2), progress=False).done
+        for i in range(2)
+    ]
     assert counts == [3, 2]
     assert len(read_manifest(out)) == 5
-    assert sorted(p.name for p in out.glob("manifest-*")) == ["manifest-0of2.jsonl",
-                                                             "manifest-1of2.jsonl"]
+    assert sorted(p.name for p in out.glob("manifest-*")) == [
+        "manifest-0of2.jsonl",
+        "manifest-1of2.jsonl",
+    ]
 
 
 def test_bad_files_are_skipped_and_reported(folder, tmp_path, capsys):
@@ -79,8 +83,20 @@ def test_bad_files_are_skipped_and_reported(folder, tmp_path, capsys):
 
 def test_preview_and_usage_errors(folder, tmp_path, capsys):
     pic = tmp_path / "preview.png"
-    assert main(["masks", "--preview", str(folder / "im0.png"), "-o", str(pic),
-                 "--source", "felzenszwalb"]) == 0
+    assert (
+        main(
+            [
+                "masks",
+                "--preview",
+                str(folder / "im0.png"),
+                "-o",
+                str(pic),
+                "--source",
+                "felzenszwalb",
+            ]
+        )
+        == 0
+    )
     assert Image.open(pic).size[0] > 3 * 128
     assert main(["masks", "-o", str(tmp_path / "m"), "--source", "felzenszwalb"]) == 1
     assert main(["masks", str(folder), "-o", str(tmp_path / "m"), "--shard", "3/2"]) == 1
@@ -106,10 +122,28 @@ def test_torchrun_ranks_take_their_shards(folder, tmp_path):
 
     out = tmp_path / "masks"
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "saicm",
-         "masks", str(folder), "-o", str(out), "--source", "felzenszwalb"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "saicm",
+            "masks",
+            str(folder),
+            "-o",
+            str(out),
+            "--source",
+            "felzenszwalb",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(p.name for p in out.glob("manifest-*")) == ["manifest-0of2.jsonl",
-                                                             "manifest-1of2.jsonl"]
+    assert sorted(p.name for p in out.glob("manifest-*")) == [
+        "manifest-0of2.jsonl",
+        "manifest-1of2.jsonl",
+    ]
     assert len(read_manifest(out)) == 5

@@ -22,16 +22,30 @@ def tiny_sam(seed: int = 0):
     )
 
     torch.manual_seed(seed)
-    enc = ImageEncoderViT(img_size=64, patch_size=16, embed_dim=32, depth=1, num_heads=2,
-                          mlp_ratio=2.0, out_chans=32, qkv_bias=True, window_size=0)
-    pe = PromptEncoder(embed_dim=32, image_embedding_size=(4, 4), input_image_size=(64, 64),
-                       mask_in_chans=4)
-    md = MaskDecoder(num_multimask_outputs=3, transformer_dim=32, iou_head_depth=1,
-                     iou_head_hidden_dim=32,
-                     transformer=TwoWayTransformer(depth=1, embedding_dim=32, mlp_dim=64,
-                                                   num_heads=2))
-    return Sam(enc, pe, md, pixel_mean=[123.675, 116.28, 103.53],
-               pixel_std=[58.395, 57.12, 57.375]).eval()
+    enc = ImageEncoderViT(
+        img_size=64,
+        patch_size=16,
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+        mlp_ratio=2.0,
+        out_chans=32,
+        qkv_bias=True,
+        window_size=0,
+    )
+    pe = PromptEncoder(
+        embed_dim=32, image_embedding_size=(4, 4), input_image_size=(64, 64), mask_in_chans=4
+    )
+    md = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer_dim=32,
+        iou_head_depth=1,
+        iou_head_hidden_dim=32,
+        transformer=TwoWayTransformer(depth=1, embedding_dim=32, mlp_dim=64, num_heads=2),
+    )
+    return Sam(
+        enc, pe, md, pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375]
+    ).eval()
 
 
 def test_label_edges_are_exactly_the_label_changes():
@@ -69,7 +83,7 @@ def test_sam_source_end_to_end_and_alpha_controls_the_mask_count(photo):
 
 
 def test_sam_without_checkpoint_says_where_weights_are(tmp_path):
-    with pytest.raises(ModelError, match="dl.fbaipublicfiles.com/segment_anything"):
+    with pytest.raises(ModelError, match=r"dl\.fbaipublicfiles\.com/segment_anything"):
         build_sam(None)
     with pytest.raises(ModelError, match="no such checkpoint"):
         build_sam(tmp_path / "sam_vit_b.pth", "vit_b")

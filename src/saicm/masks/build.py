@@ -44,8 +44,10 @@ class BuildSummary:
 
     def lines(self) -> list[str]:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
-        out = [f"images {self.done} made, {self.skipped} already done, {len(self.failures)} failed",
-               f"mean mask fraction {self.mean_fraction:.4f}, {rate:.2f} images/s"]
+        out = [
+            f"images {self.done} made, {self.skipped} already done, {len(self.failures)} failed",
+            f"mean mask fraction {self.mean_fraction:.4f}, {rate:.2f} images/s",
+        ]
         out += [f"failed: {p}: {why}" for p, why in self.failures.items()]
         return out
 
@@ -127,16 +129,24 @@ def build_masks(
                 result = source(image, path)
             except SaicmError as exc:
                 msg = str(exc)
-                summary.failures[str(path)] = msg[len(str(path)) + 2:] if msg.startswith(str(path)) else msg
+                summary.failures[str(path)] = (
+                    msg[len(str(path)) + 2 :] if msg.startswith(str(path)) else msg
+                )
                 continue
             with atomic_path(target) as tmp:
                 Image.fromarray(result.mask.astype(bool)).save(tmp, format="PNG")
             fraction = float(result.mask.mean())
             summary.done += 1
             summary.fractions.append(fraction)
-            rec = {"image": str(path), "mask": str(target), "source": source.name,
-                   "settings": source.settings(), "fraction": round(fraction, 6),
-                   "count": result.count, "seconds": round(time.perf_counter() - start, 3)}
+            rec = {
+                "image": str(path),
+                "mask": str(target),
+                "source": source.name,
+                "settings": source.settings(),
+                "fraction": round(fraction, 6),
+                "count": result.count,
+                "seconds": round(time.perf_counter() - start, 3),
+            }
             log.write(json.dumps(rec) + "\n")
             log.flush()
     summary.seconds = time.perf_counter() - t0

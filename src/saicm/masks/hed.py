@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ModelError
-from .edges import dilate
 
 __all__ = ["HED", "bundled_weights", "edge_mask_from_probability"]
 

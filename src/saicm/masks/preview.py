@@ -31,9 +31,16 @@ def preview(image: np.ndarray, result: MaskResult, title: str = "") -> Image.Ima
     gap = 6
     canvas = Image.new("RGB", (3 * w + 2 * gap, h + 18), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    middle = "boundary probability" if result.segments is not None and result.segments.dtype.kind == "f" else "segments"
-    captions = ["image", f"{middle} ({result.count})" if result.count else middle,
-                f"mask ({result.mask.mean() * 100:.1f}% of pixels) {title}".strip()]
+    middle = (
+        "boundary probability"
+        if result.segments is not None and result.segments.dtype.kind == "f"
+        else "segments"
+    )
+    captions = [
+        "image",
+        f"{middle} ({result.count})" if result.count else middle,
+        f"mask ({result.mask.mean() * 100:.1f}% of pixels) {title}".strip(),
+    ]
     for i, (panel, cap) in enumerate(zip(panels, captions, strict=True)):
         canvas.paste(Image.fromarray(panel), (i * (w + gap), 18))
         draw.text((i * (w + gap) + 2, 3), cap, fill=(0, 0, 0))

@@ -112,7 +112,9 @@ def build_sam(checkpoint: str | Path | None, sam_type: str = "vit_h") -> torch.n
         )
     path = Path(checkpoint)
     if not path.is_file():
-        raise ModelError(f"{path}: no such checkpoint (official weights: {SAM_CHECKPOINTS['vit_h']})")
+        raise ModelError(
+            f"{path}: no such checkpoint (official weights: {SAM_CHECKPOINTS['vit_h']})"
+        )
     state = _read_state_dict(path)
     tinyvit = any(k.startswith("image_encoder.layers.") for k in state)
     if tinyvit or sam_type == "vit_t":
@@ -272,8 +274,9 @@ class SlicEdges(MaskSource):
     def __call__(self, image: np.ndarray, path: Path | None = None) -> MaskResult:
         from skimage.segmentation import slic
 
-        labels = slic(image, n_segments=self.n_segments, compactness=self.compactness,
-                      start_label=1).astype(np.int32)
+        labels = slic(
+            image, n_segments=self.n_segments, compactness=self.compactness, start_label=1
+        ).astype(np.int32)
         return MaskResult(label_edges(labels, self.edge_width), labels, int(labels.max()))
 
 

@@ -1,6 +1,7 @@
 """Training SA-ICM, region-learning and plain codecs (one masked rate-distortion loss)."""
 
-from .loop import TrainConfig, train
+from .config import TrainConfig
+from .loop import train, validate
 from .loss import RateDistortionLoss
 
-__all__ = ["RateDistortionLoss", "TrainConfig", "train"]
+__all__ = ["RateDistortionLoss", "TrainConfig", "train", "validate"]

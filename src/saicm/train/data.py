@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from ..errors import SaicmError
 from ..image import load_image
 
-__all__ = ["IMAGE_SUFFIXES", "MaskedImageFolder", "list_images"]
+__all__ = ["IMAGE_SUFFIXES", "MaskedImageFolder", "MicroBatches", "list_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
@@ -30,46 +29,71 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
+def _generator(*key: int) -> torch.Generator:
+    """A generator seeded by a tuple of integers (seed, epoch) or (seed, sample)."""
+    h = 0
+    for k in key:
+        h = (h * 1_000_003 + k) % (2**63 - 1)
+    return torch.Generator().manual_seed(h)
+
+
 class MaskedImageFolder(Dataset):
     """Random crops of the images in ``images`` and, if given, of their masks in ``masks``.
+
+    Item ``k`` is the ``k``-th sample of the whole run (not the ``k``-th image): epoch
+    ``k // len`` visits the images in a seeded permutation, and the crop and flip of sample ``k``
+    come from a generator seeded by ``(seed, k)``. The data a run sees is therefore a function of
+    the step alone, whatever the number of ranks, workers or restarts.
 
     Mask ``masks/<stem>.png`` belongs to image ``images/<stem>.*``; a missing mask or one whose
     size differs from its image is an error at construction, naming the file.
 
     Arguments:
         images: folder of training images.
-        masks: folder of 1-bit (or 8-bit, > 127 = on) mask PNGs, or None for plain training.
+        masks: folder of 1-bit (or 8-bit, > 127 = on) mask PNGs, or None (all ones).
         crop: side of the square random crop.
         flip: random horizontal flips.
+        seed: seed of the sample sequence.
     """
 
-    def __init__(self, images: str | Path, masks: str | Path | None, crop: int, flip: bool = True):
+    def __init__(
+        self,
+        images: str | Path,
+        masks: str | Path | None,
+        crop: int,
+        flip: bool = True,
+        seed: int = 0,
+    ) -> None:
         self.files = list_images(images)
         self.crop = crop
         self.flip = flip
+        self.seed = seed
         self.masks: list[Path] | None = None
         self._cache: dict[int, torch.Tensor] = {}  # decoded image+mask, uint8: decode once
+        self._perm: tuple[int, torch.Tensor] | None = None
         if masks is not None:
-            mask_dir = Path(masks)
-            if not mask_dir.is_dir():
-                raise SaicmError(f"{mask_dir}: no such mask folder")
-            self.masks = []
-            for f in self.files:
-                m = mask_dir / f"{f.stem}.png"
-                if not m.is_file():
-                    raise SaicmError(f"{m}: mask missing for image {f.name}")
-                with Image.open(f) as im, Image.open(m) as mm:
-                    if im.size != mm.size:
-                        raise SaicmError(
-                            f"{m}: mask is {mm.size[0]}x{mm.size[1]} but image {f.name} is "
-                            f"{im.size[0]}x{im.size[1]}"
-                        )
-                self.masks.append(m)
+            self.masks = [self._mask_for(f, Path(masks)) for f in self.files]
+
+    @staticmethod
+    def _mask_for(image: Path, mask_dir: Path) -> Path:
+        if not mask_dir.is_dir():
+            raise SaicmError(f"{mask_dir}: no such mask folder")
+        m = mask_dir / f"{image.stem}.png"
+        if not m.is_file():
+            raise SaicmError(f"{m}: mask missing for image {image.name}")
+        with Image.open(image) as im, Image.open(m) as mm:
+            if im.size != mm.size:
+                raise SaicmError(
+                    f"{m}: mask is {mm.size[0]}x{mm.size[1]} but image {image.name} is "
+                    f"{im.size[0]}x{im.size[1]}"
+                )
+        return m
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def _load(self, i: int) -> torch.Tensor:
+    def load(self, i: int) -> torch.Tensor:
+        """Image ``i`` and its mask as one ``(4, H, W)`` uint8 tensor."""
         if i not in self._cache:
             img = torch.from_numpy(load_image(self.files[i])).permute(2, 0, 1)
             if self.masks is not None:
@@ -80,15 +104,49 @@ class MaskedImageFolder(Dataset):
             self._cache[i] = torch.cat([img, mask])
         return self._cache[i]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        both = self._load(i).float() / 255.0
+    def image_index(self, k: int) -> int:
+        epoch, pos = divmod(k, len(self.files))
+        if self._perm is None or self._perm[0] != epoch:
+            perm = torch.randperm(len(self.files), generator=_generator(self.seed, 0, epoch))
+            self._perm = (epoch, perm)
+        return int(self._perm[1][pos])
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        both = self.load(self.image_index(k)).float() / 255.0
+        gen = _generator(self.seed, 1, k)
         c = self.crop
         _, h, w = both.shape
         if h < c or w < c:  # small images: replicate the border up to one crop
             both = F.pad(both[None], (0, max(0, c - w), 0, max(0, c - h)), mode="replicate")[0]
             _, h, w = both.shape
-        top, left = random.randint(0, h - c), random.randint(0, w - c)
+        top = int(torch.randint(0, h - c + 1, (1,), generator=gen))
+        left = int(torch.randint(0, w - c + 1, (1,), generator=gen))
         both = both[:, top : top + c, left : left + c]
-        if self.flip and random.random() < 0.5:
+        if self.flip and bool(torch.rand(1, generator=gen) < 0.5):
             both = both.flip(-1)
         return both[:3].contiguous(), both[3:].contiguous()
+
+
+class MicroBatches(Sampler[list[int]]):
+    """Sample keys of this rank's micro-batches, step after step, from ``start_step``.
+
+    Step ``s`` covers samples ``s*B .. s*B+B-1``; micro-batch ``g = rank*accumulate + m`` takes
+    the ``g``-th slice of ``B / (world*accumulate)`` of them.
+    """
+
+    def __init__(
+        self, batch: int, world: int, rank: int, accumulate: int, start_step: int, steps: int
+    ) -> None:
+        self.batch, self.rank, self.accumulate = batch, rank, accumulate
+        self.micro = batch // (world * accumulate)
+        self.start, self.steps = start_step, steps
+
+    def __len__(self) -> int:
+        return (self.steps - self.start) * self.accumulate
+
+    def __iter__(self):
+        for s in range(self.start, self.steps):
+            for m in range(self.accumulate):
+                g = self.rank * self.accumulate + m
+                first = s * self.batch + g * self.micro
+                yield list(range(first, first + self.micro))

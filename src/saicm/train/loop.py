@@ -1,131 +1,170 @@
-"""The training loop: Adam on the network, a second Adam on the entropy bottleneck's quantiles
-(CompressAI's auxiliary loss), gradient clipping, step LR decay, atomic checkpoints and resume.
+"""The training loop.
+
+Adam on the network, a second Adam on the entropy bottleneck's quantiles (CompressAI's
+auxiliary loss), gradient clipping, step LR decay, validation, CSV and TensorBoard logs, atomic
+checkpoints and exact resume. Under ``torchrun`` it runs DistributedDataParallel (NCCL on GPUs,
+gloo on CPUs); rank 0 alone writes.
+
+Reproducibility: the data of step ``s`` is fixed by ``(seed, s)`` (see ``MaskedImageFolder``),
+and the quantisation noise of micro-batch ``g`` of step ``s`` by ``(seed, s, g)``. Hence a resumed
+run repeats an uninterrupted one, and ``K`` ranks equal one process accumulating ``K``
+micro-batches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import dataclasses
-import json
-import random
+import math
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from ..codec.registry import create_model, get_architecture
 from ..codec.zoo import TrainedModel, export_model
 from ..errors import SaicmError
 from ..utils.io import atomic_path
-from .data import MaskedImageFolder
-from .loss import LOSSES, RateDistortionLoss
+from .config import TrainConfig
+from .data import MaskedImageFolder, MicroBatches, list_images
+from .loss import RateDistortionLoss
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["train", "validate"]
 
-
-@dataclass
-class TrainConfig:
-    """Every setting of a run; saved as ``config.json`` in the run folder.
-
-    Arguments:
-        images: folder of training images.
-        masks: folder of masks (edge masks for ``edge``, object masks for ``region``).
-        loss: ``mse`` (Eq. 1), ``region`` (Eq. 3) or ``edge`` (SA-ICM, Eq. 5).
-        lmbda: rate-distortion trade-off.
-        arch: registered architecture; ``arch_config`` overrides its defaults.
-        steps: optimisation steps in all.
-        batch_size, crop: batch of random square crops.
-        lr, aux_lr: learning rates of the network and of the quantiles.
-        milestones: fractions of ``steps`` at which the LR is multiplied by ``gamma``.
-        clip: gradient-norm clipping.
-        checkpoint_every: steps between checkpoints (a kill loses at most this many).
-        log_every: steps between CSV log rows.
-        seed: seeds Python, NumPy and torch.
-        name: name of the exported model (default: derived from loss, arch and lambda).
-        card: extra facts for the model card (data, mask source, ...).
-    """
-
-    images: str
-    loss: str = "edge"
-    lmbda: float = 0.05
-    masks: str | None = None
-    arch: str = "mbt2018-mean"
-    arch_config: dict[str, Any] = field(default_factory=dict)
-    steps: int = 10000
-    batch_size: int = 8
-    crop: int = 256
-    lr: float = 1e-4
-    aux_lr: float = 1e-3
-    milestones: tuple[float, ...] = (0.9, 0.96)
-    gamma: float = 0.1
-    clip: float = 1.0
-    checkpoint_every: int = 500
-    log_every: int = 50
-    seed: int = 0
-    name: str | None = None
-    card: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        if self.loss not in LOSSES:
-            raise SaicmError(f"unknown loss {self.loss!r} (choose from {', '.join(LOSSES)})")
-        if self.loss != "mse" and not self.masks:
-            raise SaicmError(f"loss {self.loss!r} needs --masks")
-        get_architecture(self.arch)
-        if self.steps < 1 or self.batch_size < 1 or self.crop < 64 or self.crop % 64:
-            raise SaicmError("steps and batch size must be >= 1 and crop a multiple of 64")
-
-    @property
-    def model_name(self) -> str:
-        return self.name or f"{self.loss}-{self.arch}-{self.lmbda:g}"
+CHECKPOINT = "checkpoint.pt"
 
 
-def _rng_state() -> dict[str, Any]:
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
+def _dist_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank): from torchrun's variables, else a single process."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return (
+            int(os.environ["RANK"]),
+            int(os.environ["WORLD_SIZE"]),
+            int(os.environ.get("LOCAL_RANK", 0)),
+        )
+    return 0, 1, 0
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+def _noise_seed(seed: int, step: int, micro: int) -> int:
+    return (seed * 1_000_003 + step) * 1_009 + micro
 
 
-def _infinite(loader: DataLoader):
-    while True:
-        yield from loader
+@torch.no_grad()
+def validate(
+    net: torch.nn.Module, images: str, masks: str | None, device: torch.device
+) -> dict[str, float]:
+    """Mean bpp (entropy estimate), PSNR, and PSNR inside the mask over held-out images, with the
+    network in eval mode (rounding, as at test time)."""
+    from ..image import pad_to_multiple
+
+    ds = MaskedImageFolder(images, masks, crop=64)
+    was_training = net.training
+    net.eval()
+    bpp, psnr, psnr_in = [], [], []
+    for i in range(len(ds)):
+        both = ds.load(i).float().div(255.0).to(device)[None]
+        x, m = both[:, :3], both[:, 3:]
+        h, w = x.shape[-2:]
+        xp, _ = pad_to_multiple(x, getattr(net, "downsampling", 64))
+        out = net(xp)
+        x_hat = out["x_hat"][..., :h, :w].clamp(0, 1)
+        bits = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
+        bpp.append(float(bits) / (h * w))
+        err = (x_hat - x) ** 2
+        psnr.append(float(-10 * torch.log10(err.mean())))
+        if masks is not None and m.sum() > 0:
+            psnr_in.append(float(-10 * torch.log10((err * m).sum() / (3 * m.sum()))))
+    net.train(was_training)
+    res = {"bpp": float(np.mean(bpp)), "psnr": float(np.mean(psnr))}
+    if psnr_in:
+        res["psnr_mask"] = float(np.mean(psnr_in))
+    return res
+
+
+class _Logs:
+    """CSV (train.csv, val.csv) and TensorBoard, written by rank 0 only."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.out = out
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:  # TensorBoard is optional; the CSV logs are not
+                self.tb = None
+
+    def row(self, name: str, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        path = self.out / f"{name}.csv"
+        fresh = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.writer(f)
+            if fresh:
+                w.writerow(["step", *values])
+            w.writerow([step, *(f"{v:.6g}" for v in values.values())])
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{name}/{k}", v, step)
+            self.tb.flush()
+
+    def truncate(self, step: int) -> None:
+        """Drop rows past ``step`` (written after the checkpoint a resumed run starts from)."""
+        if not self.enabled:
+            return
+        for name in ("train", "val"):
+            path = self.out / f"{name}.csv"
+            if path.exists():
+                lines = path.read_text().splitlines()
+                keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= step]
+                path.write_text("\n".join(keep) + "\n")
 
 
 def train(
     cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True
-) -> TrainedModel:
-    """Train ``cfg`` into run folder ``out`` and export the model (``out/model.pt``).
+) -> TrainedModel | None:
+    """Train ``cfg`` into the run folder ``out``; export ``out/model.pt`` at the end.
 
-    With ``resume`` the latest checkpoint in ``out`` is continued: weights, both optimizers, the
-    LR schedule, the RNG states and the step.
+    With ``resume`` the run continues from ``out/checkpoint.pt``: weights, both optimizers, the
+    LR schedule and the step. Returns the exported model (None on ranks other than 0).
     """
     from tqdm import tqdm
 
-    cfg.validate()
+    rank, world, local_rank = _dist_env()
+    cfg.validate(world)
     out = Path(out)
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise SaicmError(f"{out} already holds a run: pass --resume to continue it")
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "config.json") as tmp:
-        tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    data = MaskedImageFolder(
+        cfg.images, cfg.masks if cfg.loss != "mse" else None, cfg.crop, seed=cfg.seed
+    )
+    if cfg.val_images:
+        list_images(cfg.val_images)  # fail now, not at the first validation
+        if cfg.val_masks:
+            MaskedImageFolder(cfg.val_images, cfg.val_masks, 64)
 
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(device)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.yaml")
+
     torch.manual_seed(cfg.seed)
-    data = MaskedImageFolder(cfg.images, cfg.masks if cfg.loss != "mse" else None, cfg.crop)
-    net = create_model(cfg.arch, **cfg.arch_config)
+    net = create_model(cfg.arch, **cfg.arch_config).to(device)
     net.train()
     aux_params = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
     main_params = [p for n, p in net.named_parameters() if not n.endswith(".quantiles")]
@@ -134,85 +173,131 @@ def train(
     sched = torch.optim.lr_scheduler.MultiStepLR(
         opt, [round(f * cfg.steps) for f in cfg.milestones], gamma=cfg.gamma
     )
-    criterion = RateDistortionLoss(cfg.lmbda)
     step = 0
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         aux_opt.load_state_dict(ckpt["aux_opt"])
         sched.load_state_dict(ckpt["sched"])
-        _set_rng_state(ckpt["rng"])
         step = ckpt["step"]
+    model = net
+    if world > 1:
+        # The quantiles are trained by the auxiliary loss and averaged by hand below.
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            net, [n for n, _ in net.named_parameters() if n.endswith(".quantiles")]
+        )
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[local_rank] if cuda else None
+        )
+    amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and cuda)
+    criterion = RateDistortionLoss(cfg.lmbda)
+    logs = _Logs(out, rank == 0)
+    if resume:
+        logs.truncate(step)
 
     def save_checkpoint() -> None:
+        if rank != 0:
+            return
         state = {
             "model": net.state_dict(),
             "opt": opt.state_dict(),
             "aux_opt": aux_opt.state_dict(),
             "sched": sched.state_dict(),
-            "rng": _rng_state(),
             "step": step,
+            "config": asdict(cfg),
         }
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
 
-    # A fresh generator per resume point keeps the crop sequence a function of (seed, step).
-    gen = torch.Generator().manual_seed(cfg.seed + step)
     loader = DataLoader(
         data,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        generator=gen,
-        drop_last=len(data) >= cfg.batch_size,
+        batch_sampler=MicroBatches(cfg.batch_size, world, rank, cfg.accumulate, step, cfg.steps),
+        num_workers=cfg.workers,
+        pin_memory=cuda,
     )
-    batches = _infinite(loader)
-    log_path = out / "log.csv"
-    new_log = not log_path.exists()
+    batches = iter(loader)
     bar = tqdm(
-        total=cfg.steps, initial=step, disable=not progress, dynamic_ncols=True, desc=cfg.model_name
+        total=cfg.steps,
+        initial=step,
+        disable=not progress or rank != 0,
+        dynamic_ncols=True,
+        desc=cfg.model_name,
     )
-    t0 = time.time()
-    with log_path.open("a", newline="") as logf:
-        log = csv.writer(logf)
-        if new_log:
-            log.writerow(["step", "loss", "bpp", "mse", "aux", "lr", "seconds"])
-        while step < cfg.steps:
-            x, m = next(batches)
-            opt.zero_grad(set_to_none=True)
-            aux_opt.zero_grad(set_to_none=True)
-            res = criterion(net(x), x, m if cfg.loss != "mse" else None)
-            res["loss"].backward()
-            if cfg.clip > 0:
-                torch.nn.utils.clip_grad_norm_(main_params, cfg.clip)
-            opt.step()
-            aux = net.aux_loss()
-            aux.backward()
-            aux_opt.step()
-            sched.step()
-            step += 1
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{res['loss'].item():.3f}",
-                bpp=f"{res['bpp'].item():.3f}",
-                mse=f"{res['mse'].item():.2e}",
+    t0, seen = time.perf_counter(), 0
+    window: dict[str, float] = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}  # sums since the last row
+    window_steps = 0
+    while step < cfg.steps:
+        opt.zero_grad(set_to_none=True)
+        aux_opt.zero_grad(set_to_none=True)
+        totals = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
+        for m in range(cfg.accumulate):
+            x, mask = (t.to(device, non_blocking=True) for t in next(batches))
+            torch.manual_seed(_noise_seed(cfg.seed, step, rank * cfg.accumulate + m))
+            last = m == cfg.accumulate - 1
+            sync = contextlib.nullcontext() if world == 1 or last else model.no_sync()
+            with sync:
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    res_out = model(x)
+                res_out = {
+                    "x_hat": res_out["x_hat"].float(),
+                    "likelihoods": {k: v.float() for k, v in res_out["likelihoods"].items()},
+                }
+                res = criterion(res_out, x, mask if cfg.loss != "mse" else None)
+                scaler.scale(res["loss"] / cfg.accumulate).backward()
+            for k in totals:
+                totals[k] += float(res[k].detach()) / cfg.accumulate
+        if not math.isfinite(totals["loss"]):
+            raise SaicmError(
+                f"loss became {totals['loss']} at step {step + 1}: lower --lr or use --amp off"
             )
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                log.writerow(
-                    [
-                        step,
-                        f"{res['loss'].item():.5f}",
-                        f"{res['bpp'].item():.5f}",
-                        f"{res['mse'].item():.6e}",
-                        f"{aux.item():.3f}",
-                        f"{sched.get_last_lr()[0]:.2e}",
-                        f"{time.time() - t0:.1f}",
-                    ]
-                )
-                logf.flush()
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save_checkpoint()
+        scaler.unscale_(opt)
+        if cfg.clip > 0:
+            torch.nn.utils.clip_grad_norm_(main_params, cfg.clip)
+        scaler.step(opt)
+        scaler.update()
+        aux = net.aux_loss()
+        aux.backward()
+        if world > 1:
+            for p in aux_params:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
+        aux_opt.step()
+        sched.step()
+        step += 1
+        seen += cfg.batch_size
+        window_steps += 1
+        for k in window:
+            window[k] += totals[k]
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{totals['loss']:.3f}", bpp=f"{totals['bpp']:.3f}", mse=f"{totals['mse']:.2e}"
+        )
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            dt = time.perf_counter() - t0
+            means = {k: v / window_steps for k, v in window.items()}
+            logs.row(
+                "train",
+                step,
+                {
+                    **means,
+                    "aux": float(aux.detach()),
+                    "lr": sched.get_last_lr()[0],
+                    "images_per_s": seen / dt if dt > 0 else 0.0,
+                },
+            )
+            window, window_steps = dict.fromkeys(window, 0.0), 0
+        if cfg.val_images and rank == 0 and (step % cfg.val_every == 0 or step == cfg.steps):
+            logs.row("val", step, validate(net, cfg.val_images, cfg.val_masks, device))
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_checkpoint()
     bar.close()
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        return None
     card = {
         "loss": cfg.loss,
         "lmbda": cfg.lmbda,
@@ -226,10 +311,31 @@ def train(
     arch_config = {**get_architecture(cfg.arch).config, **cfg.arch_config}
     return export_model(
         out / "model.pt",
-        net,
+        net.cpu(),
         name=cfg.model_name,
         arch=cfg.arch,
         config=arch_config,
         card=card,
         half=True,
     )
+
+
+def checkpoint_step(out: str | Path) -> int:
+    """The step of the latest checkpoint in a run folder (0 if none)."""
+    path = Path(out) / CHECKPOINT
+    if not path.exists():
+        return 0
+    return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
+
+
+def run_summary(out: str | Path) -> dict[str, Any]:
+    """The last train and val rows of a run (for model cards)."""
+    res: dict[str, Any] = {}
+    for name in ("train", "val"):
+        path = Path(out) / f"{name}.csv"
+        if path.exists():
+            with path.open() as f:
+                rows = list(csv.DictReader(f))
+            if rows:
+                res[name] = {k: float(v) for k, v in rows[-1].items()}
+    return res

@@ -1,0 +1,121 @@
+"""Every setting of a training run, as data: a YAML file, overridden by the command line, saved
+as ``config.yaml`` in the run folder so that a run can be repeated or resumed exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..codec.registry import get_architecture
+from ..errors import SaicmError
+from .loss import LOSSES
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """A training run.
+
+    Arguments:
+        images: folder of training images.
+        masks: folder of masks (edge masks for ``edge``, object masks for ``region``).
+        loss: ``mse`` (Eq. 1), ``region`` (Eq. 3) or ``edge`` (SA-ICM, Eq. 5).
+        lmbda: rate-distortion trade-off (distortion weight on 255^2 * MSE).
+        arch: registered architecture; ``arch_config`` overrides its defaults.
+        steps: optimisation steps in all.
+        batch_size: global batch (split over ranks and ``accumulate`` micro-batches).
+        accumulate: micro-batches per rank per step (gradient accumulation).
+        crop: side of the square random crops (a multiple of 64).
+        lr, aux_lr: learning rates of the network and of the entropy bottleneck's quantiles.
+        milestones: fractions of ``steps`` at which the LR is multiplied by ``gamma``
+            (LIC-TCM: 45 and 48 of 50 epochs).
+        clip: gradient-norm clipping (0 = off).
+        amp: autocast dtype for the forward pass: ``off``, ``bf16`` or ``fp16`` (CUDA).
+        val_images, val_masks: held-out images (and masks) for validation.
+        val_every: steps between validations; checkpoint_every: steps between checkpoints (a
+            kill loses at most this many); log_every: steps between log rows.
+        seed: seeds the data order, crops, flips, quantisation noise and initial weights.
+        workers: data-loading processes.
+        name: name of the exported model (default ``<loss>-<arch>-<lmbda>``).
+        card: extra facts for the model card (data, mask source, ...).
+    """
+
+    images: str = ""
+    masks: str | None = None
+    loss: str = "edge"
+    lmbda: float = 0.05
+    arch: str = "mbt2018-mean"
+    arch_config: dict[str, Any] = field(default_factory=dict)
+    steps: int = 10000
+    batch_size: int = 8
+    accumulate: int = 1
+    crop: int = 256
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    milestones: list[float] = field(default_factory=lambda: [0.9, 0.96])
+    gamma: float = 0.1
+    clip: float = 1.0
+    amp: str = "off"
+    val_images: str | None = None
+    val_masks: str | None = None
+    val_every: int = 1000
+    checkpoint_every: int = 500
+    log_every: int = 50
+    seed: int = 0
+    workers: int = 0
+    name: str | None = None
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise SaicmError(f"{path}: no such config file") from None
+        except yaml.YAMLError as exc:
+            raise SaicmError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise SaicmError(f"{path}: a config file holds a mapping of settings")
+        return cls().override(data, source=str(path))
+
+    def override(self, values: dict[str, Any], source: str = "override") -> TrainConfig:
+        """A copy with ``values`` (ignoring None) in place of the current settings."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SaicmError(f"{source}: unknown settings {', '.join(unknown)}")
+        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    def save(self, path: str | Path) -> None:
+        from ..utils.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+
+    def validate(self, world: int = 1) -> None:
+        if not self.images:
+            raise SaicmError("no training images: give --images DIR")
+        if self.loss not in LOSSES:
+            raise SaicmError(f"unknown loss {self.loss!r} (choose from {', '.join(LOSSES)})")
+        if self.loss != "mse" and not self.masks:
+            raise SaicmError(f"loss {self.loss!r} needs --masks")
+        get_architecture(self.arch)
+        if self.steps < 1 or self.crop < 64 or self.crop % 64:
+            raise SaicmError("steps must be >= 1 and crop a multiple of 64")
+        if self.amp not in ("off", "bf16", "fp16"):
+            raise SaicmError(f"amp {self.amp!r}: choose off, bf16 or fp16")
+        per = world * self.accumulate
+        if self.batch_size < per or self.batch_size % per:
+            raise SaicmError(
+                f"batch size {self.batch_size} does not split into {world} rank(s) x "
+                f"{self.accumulate} micro-batch(es)"
+            )
+
+    @property
+    def model_name(self) -> str:
+        return self.name or f"{self.loss}-{self.arch}-{self.lmbda:g}"
