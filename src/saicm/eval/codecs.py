@@ -1,0 +1,316 @@
+"""Codecs under evaluation: our learned models and the conventional anchors.
+
+Every codec codes an RGB image at one *setting* (a quality, a QP, a model) into a real file and
+decodes it back; the rate is the size of that file. Conventional codecs run through Pillow or the
+ffmpeg bundled with ``imageio-ffmpeg`` (libx265 for HEVC intra, libvvenc + the native decoder for
+VVC intra, libjxl for JPEG XL).
+
+A codec is named by a spec: ``NAME`` (its default settings) or ``NAME:S1,S2,...``, e.g.
+``jpeg:10,30,50``, ``vvc:37,42,47``, ``saicm:sa-icm-mbt-hed-0.05,models/other.pt``.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import SaicmError
+
+__all__ = ["CODECS", "Codec", "Coded", "parse_codec"]
+
+
+@dataclass
+class Coded:
+    """One image through one codec setting."""
+
+    decoded: np.ndarray
+    nbytes: int
+    encode_s: float
+    decode_s: float
+
+
+class Codec:
+    """Base class: ``settings`` are strings (qualities, QPs or model names)."""
+
+    name: str = ""
+    default_settings: tuple[str, ...] = ()
+
+    def __init__(self, settings: list[str] | None = None) -> None:
+        self.settings = list(settings or self.default_settings)
+        if not self.settings:
+            raise SaicmError(f"codec {self.name}: give settings, e.g. {self.name}:A,B,C")
+
+    def available(self) -> str | None:
+        """None if the codec can run here, else why not."""
+        return None
+
+    def code(self, image: np.ndarray, setting: str) -> Coded:
+        raise NotImplementedError
+
+
+class PillowCodec(Codec):
+    """JPEG, WebP, AVIF or JPEG 2000 through Pillow, at ``quality`` settings."""
+
+    def __init__(self, name: str, fmt: str, defaults: tuple[str, ...], settings=None) -> None:
+        self.name, self.fmt, self.default_settings = name, fmt, defaults
+        super().__init__(settings)
+
+    def available(self) -> str | None:
+        from PIL import features
+
+        feature = {"WEBP": "webp", "AVIF": "avif", "JPEG2000": "jpg_2000", "JPEG": "jpg"}[self.fmt]
+        return None if features.check(feature) else f"this Pillow has no {self.fmt} support"
+
+    def code(self, image: np.ndarray, setting: str) -> Coded:
+        q = int(setting)
+        buf = io.BytesIO()
+        t = time.perf_counter()
+        kwargs = (
+            {"quality_mode": "rates", "quality_layers": [q]}
+            if self.fmt == "JPEG2000"
+            else {"quality": q}
+        )
+        Image.fromarray(image).save(buf, format=self.fmt, **kwargs)
+        t_enc = time.perf_counter() - t
+        data = buf.getvalue()
+        t = time.perf_counter()
+        with Image.open(io.BytesIO(data)) as img:
+            decoded = np.array(img.convert("RGB"))
+        return Coded(decoded, len(data), t_enc, time.perf_counter() - t)
+
+
+def _ffmpeg() -> str:
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        raise SaicmError(
+            "the ffmpeg codecs need imageio-ffmpeg (pip install imageio-ffmpeg)"
+        ) from None
+
+
+class FfmpegCodec(Codec):
+    """An intra-only video codec (or JPEG XL) through the bundled ffmpeg.
+
+    The raw bitstream (no container) is the file whose size counts.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        encoder: str,
+        fmt: str,
+        suffix: str,
+        pix_fmt: str,
+        param: str,
+        defaults: tuple[str, ...],
+        extra: tuple[str, ...] = (),
+        settings=None,
+    ) -> None:
+        self.name, self.encoder, self.fmt, self.suffix = name, encoder, fmt, suffix
+        self.pix_fmt, self.param, self.extra = pix_fmt, param, extra
+        self.default_settings = defaults
+        super().__init__(settings)
+
+    def available(self) -> str | None:
+        try:
+            exe = _ffmpeg()
+        except SaicmError as exc:
+            return str(exc)
+        out = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True)
+        return None if self.encoder in out.stdout else f"this ffmpeg has no {self.encoder}"
+
+    def code(self, image: np.ndarray, setting: str) -> Coded:
+        exe = _ffmpeg()
+        h, w = image.shape[:2]
+        # 4:2:0 needs even sides: pad by replicating the edge, crop after decoding.
+        ph, pw = (h % 2, w % 2) if self.pix_fmt.startswith("yuv420") else (0, 0)
+        src = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else image
+        with tempfile.TemporaryDirectory(prefix="saicm-") as tmp:
+            inp, bits, outp = (
+                Path(tmp) / "in.png",
+                Path(tmp) / f"out{self.suffix}",
+                Path(tmp) / "dec.png",
+            )
+            Image.fromarray(src).save(inp)
+            enc = [
+                exe,
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(inp),
+                "-c:v",
+                self.encoder,
+                *self.param.format(setting).split(),
+                *self.extra,
+                "-pix_fmt",
+                self.pix_fmt,
+                "-frames:v",
+                "1",
+                "-f",
+                self.fmt,
+                str(bits),
+            ]
+            t = time.perf_counter()
+            r = subprocess.run(enc, capture_output=True, text=True)
+            t_enc = time.perf_counter() - t
+            if r.returncode or not bits.exists():
+                raise SaicmError(f"{self.name} encoder failed: {r.stderr.strip()[-300:]}")
+            t = time.perf_counter()
+            r = subprocess.run(
+                [
+                    exe,
+                    "-v",
+                    "error",
+                    "-y",
+                    "-i",
+                    str(bits),
+                    "-frames:v",
+                    "1",
+                    "-pix_fmt",
+                    "rgb24",
+                    str(outp),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            t_dec = time.perf_counter() - t
+            if r.returncode or not outp.exists():
+                raise SaicmError(f"{self.name} decoder failed: {r.stderr.strip()[-300:]}")
+            with Image.open(outp) as img:
+                decoded = np.array(img.convert("RGB"))[:h, :w]
+            return Coded(decoded, bits.stat().st_size, t_enc, t_dec)
+
+
+class LearnedCodec(Codec):
+    """saicm's own models: each setting is an installed model name or a model file."""
+
+    name = "saicm"
+
+    def __init__(self, settings: list[str] | None = None) -> None:
+        from ..codec.zoo import DEFAULT_MODEL
+
+        self.default_settings = (DEFAULT_MODEL,)
+        super().__init__(settings)
+
+    def available(self) -> str | None:
+        from ..codec import load_model
+
+        try:
+            for s in self.settings:
+                load_model(s)
+        except SaicmError as exc:
+            return str(exc)
+        return None
+
+    def code(self, image: np.ndarray, setting: str) -> Coded:
+        from ..codec import decode, encode, load_model
+
+        model = load_model(setting)
+        t = time.perf_counter()
+        data = encode(image, model)
+        t_enc = time.perf_counter() - t
+        t = time.perf_counter()
+        decoded = decode(data, model)
+        return Coded(decoded, len(data), t_enc, time.perf_counter() - t)
+
+
+class Lossless(Codec):
+    """PNG: the reference point (accuracy of the uncompressed image)."""
+
+    name = "png"
+    default_settings = ("lossless",)
+
+    def code(self, image: np.ndarray, setting: str) -> Coded:
+        buf = io.BytesIO()
+        t = time.perf_counter()
+        Image.fromarray(image).save(buf, format="PNG")
+        t_enc = time.perf_counter() - t
+        t = time.perf_counter()
+        with Image.open(io.BytesIO(buf.getvalue())) as img:
+            decoded = np.array(img.convert("RGB"))
+        return Coded(decoded, len(buf.getvalue()), t_enc, time.perf_counter() - t)
+
+
+class Unavailable(Codec):
+    """A codec that was asked for but cannot run: it stays in the report, marked missing."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name, self.reason = name, reason
+        self.settings = ["-"]
+
+    def available(self) -> str | None:
+        return self.reason
+
+
+CODECS = {
+    "jpeg": lambda s: PillowCodec("jpeg", "JPEG", ("5", "10", "20", "40", "70"), s),
+    "webp": lambda s: PillowCodec("webp", "WEBP", ("5", "20", "40", "60", "80"), s),
+    "avif": lambda s: PillowCodec("avif", "AVIF", ("10", "30", "50", "70"), s),
+    "jpeg2000": lambda s: PillowCodec("jpeg2000", "JPEG2000", ("200", "100", "50", "25"), s),
+    "jxl": lambda s: FfmpegCodec(
+        "jxl",
+        "libjxl",
+        "image2",
+        ".jxl",
+        "rgb24",
+        "-distance {}",
+        ("12", "8", "4", "2"),
+        settings=s,
+    ),
+    "hevc": lambda s: FfmpegCodec(
+        "hevc",
+        "libx265",
+        "hevc",
+        ".hevc",
+        "yuv444p",
+        "-x265-params keyint=1:log-level=error:qp={}",
+        ("47", "42", "37", "32"),
+        settings=s,
+    ),
+    "vvc": lambda s: FfmpegCodec(
+        "vvc",
+        "libvvenc",
+        "vvc",
+        ".266",
+        "yuv420p",
+        "-qp {}",
+        ("50", "47", "42", "37"),
+        ("-preset", "faster"),
+        settings=s,
+    ),
+    "saicm": lambda s: LearnedCodec(s),
+    "png": lambda s: Lossless(s),
+}
+
+
+def parse_codec(spec: str) -> Codec:
+    """``NAME`` or ``NAME:S1,S2``; a model file or folder of ``.pt`` files means ``saicm``.
+
+    A spec that cannot be used gives an :class:`Unavailable` codec that says why.
+    """
+    try:
+        return _parse(spec)
+    except SaicmError as exc:
+        return Unavailable(spec.partition(":")[0], str(exc))
+
+
+def _parse(spec: str) -> Codec:
+    name, _, rest = spec.partition(":")
+    settings = [s for s in rest.split(",") if s] if rest else None
+    path = Path(spec)
+    if name not in CODECS and (path.suffix == ".pt" or path.is_dir()):
+        files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
+        return LearnedCodec([str(f) for f in files])
+    if name not in CODECS:
+        raise SaicmError(f"unknown codec {name!r} (known: {', '.join(CODECS)})")
+    return CODECS[name](settings)

@@ -1,0 +1,138 @@
+"""Accuracy and rate metrics: COCO mAP (pycocotools), pseudo ground truth, BD-rate."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["bd_rate", "coco_map", "pseudo_ground_truth"]
+
+
+def pseudo_ground_truth(
+    predictions: dict[int, list[dict[str, Any]]],
+    sizes: dict[int, tuple[int, int]],
+    min_score: float = 0.5,
+) -> dict[str, Any]:
+    """A COCO dataset made of a model's confident outputs on the uncompressed images.
+
+    Arguments:
+        predictions: image id -> COCO-format results (``category_id``, ``bbox``, ``score``, and
+            ``segmentation`` for instance tasks).
+        sizes: image id -> (height, width).
+        min_score: outputs at or above this score become ground-truth objects.
+    """
+    anns = []
+    for img_id, preds in predictions.items():
+        for p in preds:
+            if p["score"] < min_score:
+                continue
+            ann = {
+                "id": len(anns) + 1,
+                "image_id": img_id,
+                "category_id": p["category_id"],
+                "bbox": list(p["bbox"]),
+                "iscrowd": 0,
+                "area": float(p["bbox"][2] * p["bbox"][3]),
+            }
+            if "segmentation" in p:
+                from pycocotools import mask as mask_utils
+
+                ann["segmentation"] = p["segmentation"]
+                ann["area"] = float(mask_utils.area(p["segmentation"]))
+            anns.append(ann)
+    cats = sorted({a["category_id"] for a in anns})
+    return {
+        "images": [{"id": i, "height": h, "width": w} for i, (h, w) in sizes.items()],
+        "annotations": anns,
+        "categories": [{"id": c} for c in cats],
+    }
+
+
+def coco_map(
+    gt: dict[str, Any],
+    results: list[dict[str, Any]],
+    iou_type: str = "bbox",
+    image_ids: Sequence[int] | None = None,
+) -> dict[str, float]:
+    """``{"map": AP@[.5:.95], "map50": AP@.5, "objects": n}`` with pycocotools.
+
+    NaN when the ground truth has no object (nothing to find). No result at all scores 0.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    ids = list(image_ids) if image_ids is not None else [im["id"] for im in gt["images"]]
+    anns = [a for a in gt["annotations"] if a["image_id"] in set(ids)]
+    if not anns:
+        return {"map": math.nan, "map50": math.nan, "objects": 0}
+    if not results:
+        return {"map": 0.0, "map50": 0.0, "objects": len(anns)}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        coco_gt = COCO()
+        coco_gt.dataset = {**gt, "annotations": [{**a} for a in gt["annotations"]]}
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes([{**r} for r in results])
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        ev.params.imgIds = ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {
+        "map": max(0.0, float(ev.stats[0])),
+        "map50": max(0.0, float(ev.stats[1])),
+        "objects": len(anns),
+    }
+
+
+def _clean(rates: Sequence[float], accs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted by rate, keeping only points that improve accuracy (the upper envelope), as
+    BD interpolation needs accuracy strictly increasing with rate."""
+    pts = sorted(
+        (r, a)
+        for r, a in zip(rates, accs, strict=True)
+        if math.isfinite(r) and math.isfinite(a) and r > 0
+    )
+    keep_r, keep_a = [], []
+    for r, a in pts:
+        if not keep_a or a > keep_a[-1]:
+            keep_r.append(r)
+            keep_a.append(a)
+    return np.array(keep_r), np.array(keep_a)
+
+
+def bd_rate(
+    anchor: tuple[Sequence[float], Sequence[float]],
+    test: tuple[Sequence[float], Sequence[float]],
+    method: str = "pchip",
+) -> tuple[float | None, str]:
+    """Bjontegaard delta rate (%) of ``test`` against ``anchor`` on rate-accuracy curves.
+
+    Each curve is ``(bpp values, accuracy values)``. Negative means fewer bits for the same
+    accuracy. Returns ``(None, reason)`` where it cannot be computed: fewer than two useful
+    points, or accuracy ranges that do not overlap (extrapolating would be a guess).
+    """
+    import warnings
+
+    import bjontegaard
+
+    ra, aa = _clean(*anchor)
+    rt, at = _clean(*test)
+    if len(ra) < 2 or len(rt) < 2:
+        return None, "fewer than two points with rising accuracy"
+    lo, hi = max(aa.min(), at.min()), min(aa.max(), at.max())
+    if hi <= lo:
+        return None, (
+            f"accuracy ranges do not overlap ({aa.min():.3f}-{aa.max():.3f} vs "
+            f"{at.min():.3f}-{at.max():.3f})"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = bjontegaard.bd_rate(
+            ra, aa, rt, at, method=method, require_matching_points=False, min_overlap=0.0
+        )
+    return float(value), ""

@@ -1,0 +1,232 @@
+"""Results files, rate-accuracy plots, BD-rate tables and the HTML report of ``saicm eval``."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..utils.io import atomic_path
+from .metrics import bd_rate
+from .runner import ORIGINAL, Point
+
+__all__ = ["bd_table", "write_report"]
+
+
+def _curves(points: list[Point], metric: str) -> dict[str, tuple[list[float], list[float]]]:
+    curves: dict[str, tuple[list[float], list[float]]] = {}
+    for p in points:
+        if p.codec == ORIGINAL or not math.isfinite(p.metrics.get(metric, math.nan)):
+            continue
+        r, a = curves.setdefault(p.codec, ([], []))
+        r.append(p.bpp)
+        a.append(p.metrics[metric])
+    return curves
+
+
+def bd_table(points: list[Point], metric: str, anchor: str) -> list[dict[str, Any]]:
+    """BD-rate (%) of every codec against ``anchor`` on ``metric``."""
+    curves = _curves(points, metric)
+    rows = []
+    for codec, curve in curves.items():
+        if codec == anchor:
+            continue
+        if anchor not in curves:
+            rows.append({"codec": codec, "bd_rate": None, "note": f"no {anchor} curve"})
+            continue
+        value, why = bd_rate(curves[anchor], curve)
+        rows.append({"codec": codec, "bd_rate": value, "note": why})
+    return rows
+
+
+def _plot(points: list[Point], metric: str, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    for codec, (r, a) in sorted(_curves(points, metric).items()):
+        order = sorted(range(len(r)), key=r.__getitem__)
+        ax.plot(
+            [r[i] for i in order],
+            [a[i] for i in order],
+            marker="o",
+            lw=2.2 if codec == "saicm" else 1.4,
+            label=codec,
+        )
+    ref = [p for p in points if p.codec == ORIGINAL]
+    if ref and math.isfinite(ref[0].metrics.get(metric, math.nan)):
+        ax.axhline(ref[0].metrics[metric], color="grey", ls="--", lw=1, label="uncompressed")
+    ax.set_xlabel("bits per pixel (from the files)")
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def write_report(result: dict[str, Any], out: str | Path, anchor: str = "vvc") -> dict[str, Path]:
+    """Write ``results.json``, ``results.csv``, ``<metric>.png`` plots and ``report.html``."""
+    out = Path(out)
+    points: list[Point] = result["points"]
+    metrics = sorted({k for p in points for k in p.metrics if k.endswith("map")})
+    tables = {m: bd_table(points, m, anchor) for m in metrics}
+    files = {"json": out / "results.json", "csv": out / "results.csv", "html": out / "report.html"}
+    with atomic_path(files["json"]) as tmp:
+        tmp.write_text(
+            json.dumps(
+                {
+                    **{k: v for k, v in result.items() if k != "points"},
+                    "anchor": anchor,
+                    "points": [asdict(p) for p in points],
+                    "bd_rate": tables,
+                },
+                indent=1,
+                default=str,
+            )
+        )
+    keys = sorted({k for p in points for k in p.metrics})
+    with atomic_path(files["csv"]) as tmp, tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["codec", "setting", "images", "missing", "bpp", "encode_s", "decode_s", *keys])
+        for p in points:
+            w.writerow(
+                [
+                    p.codec,
+                    p.setting,
+                    p.images,
+                    p.missing,
+                    f"{p.bpp:.5f}",
+                    f"{p.encode_s:.4f}",
+                    f"{p.decode_s:.4f}",
+                    *(f"{p.metrics.get(k, math.nan):.5f}" for k in keys),
+                ]
+            )
+    for m in metrics:
+        files[m] = out / f"{m.replace('/', '_')}.png"
+        _plot(points, m, f"{m} vs rate ({result['ground_truth']})", files[m])
+    _html(result, out, files, tables, anchor)
+    return files
+
+
+def _examples(out: Path, result: dict[str, Any], points: list[Point]) -> str:
+    """For each kept image: the original and each codec's decoded image nearest in rate to the
+    learned codec's first setting, with the first task's detections drawn."""
+    import numpy as np
+    from PIL import Image
+
+    from ..tasks import Detection, draw_detections
+
+    dec_root = out / "decoded"
+    if not dec_root.is_dir():
+        return ""
+    target = next((p.bpp for p in points if p.codec == "saicm"), None)
+    chosen: dict[str, str] = {}
+    for codec in sorted({p.codec for p in points} - {ORIGINAL}):
+        cands = [p for p in points if p.codec == codec and math.isfinite(p.bpp)]
+        if cands:
+            best = min(cands, key=lambda p: abs(p.bpp - target) if target else p.bpp)
+            chosen[codec] = best.setting
+    parts = []
+    task = result["tasks"][0] if result["tasks"] else None
+    for stem_dir in sorted((dec_root / ORIGINAL / ORIGINAL).glob("*.png")):
+        stem = stem_dir.stem
+        row = []
+        for codec, setting in [(ORIGINAL, ORIGINAL), *chosen.items()]:
+            from .runner import _cell_path, _safe
+
+            img_path = dec_root / _safe(codec) / _safe(setting) / f"{stem}.png"
+            cell = _cell_path(out, codec, setting, stem)
+            if not img_path.exists() or not cell.exists():
+                continue
+            rec = json.loads(cell.read_text())
+            dets = (
+                [
+                    Detection(r["category_id"], r["score"], tuple(r["bbox"]))
+                    for r in rec["predictions"].get(task, [])
+                ]
+                if task
+                else []
+            )
+            shown = draw_detections(np.asarray(Image.open(img_path).convert("RGB")), dets)
+            view = out / "views" / f"{stem}__{_safe(codec)}__{_safe(setting)}.jpg"
+            view.parent.mkdir(parents=True, exist_ok=True)
+            shown.save(view, quality=88)
+            bpp = 8 * rec["bytes"] / rec["pixels"] if rec["bytes"] else 24.0
+            label = "original" if codec == ORIGINAL else f"{codec} {setting}: {bpp:.3f} bpp"
+            row.append(
+                f'<figure><img src="{view.relative_to(out)}" alt="{html.escape(label)}">'
+                f"<figcaption>{html.escape(label)}</figcaption></figure>"
+            )
+        parts.append(f"<h3>{html.escape(stem)}</h3><div class=row>{''.join(row)}</div>")
+    return "".join(parts)
+
+
+def _html(
+    result: dict[str, Any],
+    out: Path,
+    files: dict[str, Path],
+    tables: dict[str, list[dict[str, Any]]],
+    anchor: str,
+) -> None:
+    points: list[Point] = result["points"]
+    keys = sorted({k for p in points for k in p.metrics})
+    esc = html.escape
+    head = "".join(
+        f"<th>{esc(k)}</th>"
+        for k in ["codec", "setting", "images", "bpp", "enc s", "dec s", *keys, "problems"]
+    )
+    rows = []
+    for p in points:
+        cells = [
+            p.codec,
+            p.setting,
+            f"{p.images}" + (f" ({p.missing} missing)" if p.missing else ""),
+            f"{p.bpp:.4f}",
+            f"{p.encode_s:.3f}",
+            f"{p.decode_s:.3f}",
+            *(f"{p.metrics.get(k, math.nan):.4f}" for k in keys),
+            "; ".join(p.errors[:3]),
+        ]
+        cls = ' class="missing"' if p.errors or p.missing else ""
+        rows.append(f"<tr{cls}>" + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "</tr>")
+    bd = []
+    for m, table in tables.items():
+        body = "".join(
+            f"<tr><td>{esc(r['codec'])}</td><td>"
+            + (f"{r['bd_rate']:+.1f} %" if r["bd_rate"] is not None else "n/a")
+            + f"</td><td>{esc(r['note'])}</td></tr>"
+            for r in table
+        )
+        bd.append(
+            f"<h3>{esc(m)}</h3><table><tr><th>codec</th><th>BD-rate vs {esc(anchor)}"
+            f"</th><th>note</th></tr>{body}</table>"
+        )
+    plots = "".join(f'<img class=plot src="{files[m].name}" alt="{esc(m)}">' for m in tables)
+    bad = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in result["bad_images"].items())
+    bad += "".join(f"<li>task {esc(t)} could not run</li>" for t in result.get("missing_tasks", []))
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>saicm eval</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px}}tr.missing{{background:#fee}}
+.row{{display:flex;flex-wrap:wrap;gap:8px}}figure{{margin:0}}figure img{{max-width:360px}}
+img.plot{{max-width:640px}}</style></head><body>
+<h1>Rate-accuracy report</h1>
+<p>{len(result["images"])} images; ground truth: {esc(result["ground_truth"])}. Rate: bits of the
+coded files / pixels. Accuracy: COCO mAP@[.5:.95] ("map") and mAP@.5 ("map50") with pycocotools.
+</p>{f"<p>Left out:</p><ul>{bad}</ul>" if bad else ""}
+<h2>Rate-accuracy curves</h2>{plots}
+<h2>BD-rate against {esc(anchor)}</h2>
+<p>Negative: fewer bits for the same accuracy.</p>{"".join(bd)}
+<h2>All points</h2><table><tr>{head}</tr>{"".join(rows)}</table>
+<h2>Examples</h2>{_examples(out, result, points)}
+</body></html>"""
+    with atomic_path(files["html"]) as tmp:
+        tmp.write_text(page)

@@ -1,0 +1,222 @@
+"""``saicm eval``: every image through every codec setting, every task on every decoded image.
+
+Each finished (codec, setting, image) cell is a small JSON file under ``OUT/cells/``, written
+atomically; a killed run continues where it stopped. Ground truth is the COCO annotation file
+when given, else *pseudo ground truth*: the task's own confident outputs (score >= 0.5) on the
+uncompressed image, which every table then says.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SaicmError
+from ..image import load_image, save_image
+from ..utils.io import atomic_path
+from .codecs import Codec
+from .metrics import coco_map, pseudo_ground_truth
+from .tasks import Task
+
+__all__ = ["Point", "evaluate"]
+
+ORIGINAL = "_original"
+
+
+@dataclass
+class Point:
+    """One (codec, setting) aggregated over the images."""
+
+    codec: str
+    setting: str
+    images: int
+    missing: int
+    bpp: float
+    encode_s: float
+    decode_s: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(s).stem if s.endswith(".pt") else s)
+
+
+def _cell_path(out: Path, codec: str, setting: str, stem: str) -> Path:
+    return out / "cells" / _safe(codec) / _safe(setting) / f"{stem}.json"
+
+
+def _load_gt(annotations: str | Path, images: list[Path]) -> tuple[dict, dict[str, int], list[str]]:
+    """COCO annotations, the image id of each image stem, and the images it lacks."""
+    try:
+        gt = json.loads(Path(annotations).read_text())
+        by_name = {Path(im["file_name"]).name: im["id"] for im in gt["images"]}
+    except FileNotFoundError:
+        raise SaicmError(f"{annotations}: no such annotation file") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SaicmError(f"{annotations}: not a COCO annotation file ({exc})") from None
+    ids, missing = {}, []
+    for p in images:
+        if p.name in by_name:
+            ids[p.stem] = by_name[p.name]
+        else:
+            missing.append(p.name)
+    return gt, ids, missing
+
+
+def _run_cell(
+    codec: Codec | None, setting: str, image: np.ndarray, tasks: list[Task], keep: Path | None
+) -> dict[str, Any]:
+    if codec is None:
+        decoded, rec = image, {"bytes": 0, "encode_s": 0.0, "decode_s": 0.0}
+    else:
+        coded = codec.code(image, setting)
+        decoded = coded.decoded
+        rec = {"bytes": coded.nbytes, "encode_s": coded.encode_s, "decode_s": coded.decode_s}
+    if decoded.shape != image.shape:
+        raise SaicmError(f"decoded image is {decoded.shape}, expected {image.shape}")
+    rec["pixels"] = int(image.shape[0] * image.shape[1])
+    rec["predictions"] = {t.name: t.predict(decoded) for t in tasks}
+    if keep is not None:
+        save_image(decoded, keep)
+    return rec
+
+
+def evaluate(
+    images: list[Path],
+    codecs: list[Codec],
+    tasks: list[Task],
+    out: str | Path,
+    annotations: str | Path | None = None,
+    keep_images: int = 3,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) the evaluation; return ``{"points": [...], "ground_truth": ...}``.
+
+    Arguments:
+        images: the image files.
+        codecs: codecs, each with its settings.
+        tasks: recognition tasks.
+        out: report folder (cells, decoded examples, results).
+        annotations: COCO annotations of ``images``; None for pseudo ground truth.
+        keep_images: decoded images kept for the report (the first ``keep_images`` images).
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    if not images:
+        raise SaicmError("no images to evaluate")
+    stems = [p.stem for p in images]
+    if len(set(stems)) != len(stems):
+        raise SaicmError("two images share a file name stem")
+    loaded: dict[str, np.ndarray] = {}
+    bad_images: dict[str, str] = {}
+    for p in images:
+        try:
+            loaded[p.stem] = load_image(p)
+        except SaicmError as exc:
+            bad_images[p.stem] = str(exc)
+    ok = [p for p in images if p.stem in loaded]
+    if not ok:
+        raise SaicmError("none of the images can be read")
+
+    jobs: list[tuple[Codec | None, str]] = [(None, ORIGINAL)]
+    jobs += [(c, s) for c in codecs for s in c.settings]
+    cells: dict[tuple[str, str], dict[str, dict]] = {}
+    errors: dict[tuple[str, str], list[str]] = {}
+    bar = tqdm(total=len(jobs) * len(ok), disable=not progress, unit="cell", desc="eval")
+    for codec, setting in jobs:
+        cname = codec.name if codec else ORIGINAL
+        key = (cname, setting)
+        cells[key], errors[key] = {}, []
+        reason = codec.available() if codec else None
+        for i, p in enumerate(ok):
+            bar.update(1)
+            if reason:
+                errors[key].append(f"{cname} unavailable: {reason}")
+                break
+            path = _cell_path(out, cname, setting, p.stem)
+            if path.exists():
+                cells[key][p.stem] = json.loads(path.read_text())
+                continue
+            keep = None
+            if i < keep_images:
+                keep = out / "decoded" / _safe(cname) / _safe(setting) / f"{p.stem}.png"
+            try:
+                rec = _run_cell(codec, setting, loaded[p.stem], tasks, keep)
+            except SaicmError as exc:
+                errors[key].append(f"{p.name}: {exc}")
+                continue
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(rec))
+            cells[key][p.stem] = rec
+    bar.close()
+
+    # Ground truth, real or pseudo, per task.
+    if annotations is not None:
+        gt, ids, not_annotated = _load_gt(annotations, ok)
+        gts = {t.name: gt for t in tasks}
+        gt_note = f"COCO annotations {annotations}"
+        if not_annotated:
+            gt_note += f" ({len(not_annotated)} image(s) without annotations left out)"
+    else:
+        ids = {s: i + 1 for i, s in enumerate(p.stem for p in ok)}
+        sizes = {ids[s]: loaded[s].shape[:2] for s in ids}
+        original = cells[(ORIGINAL, ORIGINAL)]
+        gts = {
+            t.name: pseudo_ground_truth(
+                {ids[s]: original[s]["predictions"][t.name] for s in ids if s in original}, sizes
+            )
+            for t in tasks
+        }
+        gt_note = "pseudo ground truth: each task's outputs >= 0.5 on the uncompressed images"
+
+    points = []
+    for (cname, setting), per_image in cells.items():
+        used = [s for s in per_image if s in ids]
+        bits = sum(8 * per_image[s]["bytes"] for s in used)
+        pixels = sum(per_image[s]["pixels"] for s in used)
+        metrics: dict[str, float] = {}
+        for t in tasks:
+            results = [
+                {**r, "image_id": ids[s]}
+                for s in used
+                for r in per_image[s]["predictions"].get(t.name, [])
+            ]
+            for iou in t.iou_types:
+                m = (
+                    coco_map(gts[t.name], results, iou, [ids[s] for s in used])
+                    if used
+                    else {"map": math.nan, "map50": math.nan, "objects": 0}
+                )
+                prefix = t.name if iou == "bbox" else f"{t.name}-mask"
+                metrics[f"{prefix}/map"] = m["map"]
+                metrics[f"{prefix}/map50"] = m["map50"]
+                metrics[f"{prefix}/objects"] = m["objects"]
+        n = max(len(used), 1)
+        points.append(
+            Point(
+                cname,
+                setting,
+                len(used),
+                len(ids) - len(used),
+                bits / pixels if pixels else math.nan,
+                sum(per_image[s]["encode_s"] for s in used) / n,
+                sum(per_image[s]["decode_s"] for s in used) / n,
+                metrics,
+                errors[(cname, setting)],
+            )
+        )
+    return {
+        "points": points,
+        "ground_truth": gt_note,
+        "bad_images": bad_images,
+        "images": [p.name for p in ok],
+        "tasks": [t.name for t in tasks],
+    }

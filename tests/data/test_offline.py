@@ -1,0 +1,28 @@
+"""The offline corpus: real photos and frames, split by source."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from saicm.cli import main
+
+
+def test_offline_corpus_splits_by_source(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    assert (
+        main(["data", "offline-corpus", "-o", str(out), "--max-side", "256", "--frame-step", "60"])
+        == 0
+    )
+    assert "training and" in capsys.readouterr().out
+    records = json.loads((out / "sources.json").read_text())
+    splits: dict[str, set[str]] = {"train": set(), "val": set()}
+    for name, rec in records.items():
+        splits[rec["split"]].add(rec["source"])
+        with Image.open(out / rec["split"] / f"{name}.png") as img:
+            assert img.mode == "RGB" and max(img.size) <= 256
+    assert splits["train"] and splits["val"]
+    assert not splits["train"] & splits["val"]  # no photo or video on both sides
+    assert "skimage_astronaut" in splits["val"]  # the demo photo is never trained on
+    assert {"bikes", "traffic_sequence"} <= splits["train"] | splits["val"]

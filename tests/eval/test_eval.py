@@ -1,0 +1,146 @@
+"""Evaluation: codecs write real files, mAP behaves, BD-rate is right, the report is complete."""
+
+from __future__ import annotations
+
+import json
+import math
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from saicm.cli import main
+from saicm.eval.codecs import parse_codec
+from saicm.eval.metrics import bd_rate
+from saicm.eval.runner import evaluate
+from saicm.eval.tasks import create_task
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Real photos with objects the COCO detector finds (person, cup, cat, ...)."""
+    from skimage import data
+
+    d = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(getattr(data, name)()).save(d / f"{name}.png")
+    return d
+
+
+@pytest.fixture(scope="module")
+def detection():
+    return create_task("detection")
+
+
+@pytest.mark.parametrize("spec", ["jpeg:10", "vvc:42", "hevc:37", "webp:30", "avif:40", "jxl:4"])
+def test_codecs_round_trip_and_rate_is_the_file(spec, photo):
+    codec = parse_codec(spec)
+    assert codec.available() is None
+    img = photo[:127, :255]  # odd sizes: 4:2:0 padding must be cropped away
+    coded = codec.code(img, codec.settings[0])
+    assert coded.decoded.shape == img.shape
+    assert 0 < coded.nbytes < img.nbytes / 4
+    assert np.abs(coded.decoded.astype(int) - img).mean() < 20
+
+
+def test_lossless_is_perfect_and_harsh_jpeg_is_not(photos, detection, tmp_path):
+    images = sorted(photos.iterdir())
+    res = evaluate(
+        images,
+        [parse_codec("png"), parse_codec("jpeg:2,60")],
+        [detection],
+        tmp_path / "r",
+        progress=False,
+    )
+    by = {(p.codec, p.setting): p for p in res["points"]}
+    assert by[("png", "lossless")].metrics["detection/map"] == pytest.approx(1.0)
+    assert by[("png", "lossless")].metrics["detection/objects"] >= 3
+    assert by[("jpeg", "2")].metrics["detection/map"] < 0.7
+    assert by[("jpeg", "2")].bpp < by[("jpeg", "60")].bpp
+    assert "pseudo ground truth" in res["ground_truth"]
+
+
+def test_real_annotations_of_the_voc_photo(voc_coco, detection, tmp_path):
+    images, ann, _ = voc_coco
+    res = evaluate(
+        sorted(images.iterdir()),
+        [parse_codec("png"), parse_codec("jpeg:3")],
+        [detection],
+        tmp_path / "r",
+        annotations=ann,
+        progress=False,
+    )
+    by = {p.codec: p for p in res["points"]}
+    assert by["png"].metrics["detection/objects"] == 19
+    # SSD-MobileNet finds some of the 19 VOC objects on the original, fewer after JPEG q3.
+    assert 0.05 < by["png"].metrics["detection/map50"] <= 1.0
+    assert by["jpeg"].metrics["detection/map50"] < by["png"].metrics["detection/map50"]
+
+
+def test_bd_rate_of_known_curves():
+    rate = [0.1, 0.2, 0.4, 0.8]
+    acc = [0.3, 0.5, 0.65, 0.72]
+    same, _ = bd_rate((rate, acc), (rate, acc))
+    assert same == pytest.approx(0.0, abs=1e-9)
+    cheaper, _ = bd_rate((rate, acc), ([r * 0.8 for r in rate], acc))
+    assert cheaper == pytest.approx(-20.0, abs=1e-6)
+    none, why = bd_rate((rate, acc), (rate, [a - 0.5 for a in acc]))
+    assert none is None and "do not overlap" in why
+
+
+def test_report_resume_and_bad_inputs(photos, tmp_path, capsys):
+    out = tmp_path / "report"
+    (photos / "broken.png").write_bytes(b"not a png")
+    try:
+        args = [
+            "eval",
+            "--images",
+            str(photos),
+            "--codec",
+            "jpeg:5,30,70",
+            "vvc:50,42,37",
+            "warp9",
+            "--task",
+            "detection",
+            "-o",
+            str(out),
+        ]
+        assert main(args) == 1  # broken image and unknown codec: reported, the rest runs
+        err = capsys.readouterr().err
+        assert "broken.png" in err and "unknown codec 'warp9'" in err
+        data = json.loads((out / "results.json").read_text())
+        assert {p["codec"] for p in data["points"]} == {"_original", "jpeg", "vvc", "warp9"}
+        cell = out / "cells" / "jpeg" / "5" / "coffee.json"
+        stamp = cell.stat().st_mtime_ns
+        assert main(args) == 1  # resumed: finished cells are not redone
+        assert cell.stat().st_mtime_ns == stamp
+    finally:
+        (photos / "broken.png").unlink()
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("codec,setting,images,missing,bpp")
+    vvc = [r for r in data["points"] if r["codec"] == "vvc"]
+    cells = [
+        json.loads((out / "cells" / "vvc" / "42" / f"{n}.json").read_text())
+        for n in ("astronaut", "coffee", "chelsea")
+    ]
+    bpp = sum(8 * c["bytes"] for c in cells) / sum(c["pixels"] for c in cells)
+    assert math.isclose(next(r for r in vvc if r["setting"] == "42")["bpp"], bpp)
+
+    class Srcs(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.srcs = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.srcs.append(dict(attrs)["src"])
+
+    parser = Srcs()
+    page = (out / "report.html").read_text()
+    parser.feed(page)
+    assert "detection_map.png" in parser.srcs and len(parser.srcs) >= 4
+    for src in parser.srcs:  # every picture the page shows exists and is an image
+        with Image.open(out / src) as img:
+            assert img.width > 100
+    assert "BD-rate against vvc" in page and 'class="missing"' in page
