@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bd_rate", "coco_map", "pseudo_ground_truth"]
+__all__ = ["bd_rate", "coco_map", "face_privacy", "pseudo_ground_truth"]
 
 
 def pseudo_ground_truth(
@@ -136,3 +136,42 @@ def bd_rate(
             ra, aa, rt, at, method=method, require_matching_points=False, min_overlap=0.0
         )
     return float(value), ""
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0.0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def face_privacy(original: list[list[dict[str, Any]]], decoded: list[list[dict[str, Any]]],
+                 min_score: float = 0.9, same_person: float = 0.6) -> dict[str, float]:
+    """How many faces of the originals survive coding, and how many stay recognisable.
+
+    Faces found with score >= ``min_score`` in an original are the reference. ``face_recall``:
+    the share found again in the decoded image (IoU >= 0.5). ``identity_kept``: the share whose
+    decoded face is still the same person (dlib descriptor distance < ``same_person``); NaN when
+    no descriptor was computed. Lower is more private.
+    """
+    total = found = same = 0
+    described = False
+    for orig, dec in zip(original, decoded, strict=True):
+        for face in orig:
+            if face["score"] < min_score:
+                continue
+            total += 1
+            best = max(dec, key=lambda d: _iou(face["bbox"], d["bbox"]), default=None)
+            if best is None or _iou(face["bbox"], best["bbox"]) < 0.5:
+                continue
+            found += 1
+            if "descriptor" in face and "descriptor" in best:
+                described = True
+                dist = float(np.linalg.norm(np.subtract(face["descriptor"], best["descriptor"])))
+                same += dist < same_person
+    if total == 0:
+        return {"face_recall": math.nan, "identity_kept": math.nan, "faces": 0}
+    return {"face_recall": found / total,
+            "identity_kept": same / total if described else math.nan, "faces": total}

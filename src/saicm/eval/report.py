@@ -77,8 +77,10 @@ def write_report(result: dict[str, Any], out: str | Path, anchor: str = "vvc") -
     """Write ``results.json``, ``results.csv``, ``<metric>.png`` plots and ``report.html``."""
     out = Path(out)
     points: list[Point] = result["points"]
-    metrics = sorted({k for p in points for k in p.metrics if k.endswith("map")})
-    tables = {m: bd_table(points, m, anchor) for m in metrics}
+    metrics = sorted({k for p in points for k in p.metrics
+                      if k.endswith(("map", "face_recall", "identity_kept"))})
+    # BD-rate for accuracies only: for face recall, lower is the goal (privacy).
+    tables = {m: bd_table(points, m, anchor) for m in metrics if m.endswith("map")}
     files = {"json": out / "results.json", "csv": out / "results.csv", "html": out / "report.html"}
     with atomic_path(files["json"]) as tmp:
         tmp.write_text(
@@ -112,8 +114,9 @@ def write_report(result: dict[str, Any], out: str | Path, anchor: str = "vvc") -
             )
     for m in metrics:
         files[m] = out / f"{m.replace('/', '_')}.png"
-        _plot(points, m, f"{m} vs rate ({result['ground_truth']})", files[m])
-    _html(result, out, files, tables, anchor)
+        pseudo = "pseudo" in result["ground_truth"] and not m.startswith("privacy")
+        _plot(points, m, f"{m}" + (" (pseudo ground truth)" if pseudo else ""), files[m])
+    _html(result, out, files, tables, metrics, anchor)
     return files
 
 
@@ -136,7 +139,8 @@ def _examples(out: Path, result: dict[str, Any], points: list[Point]) -> str:
             best = min(cands, key=lambda p: abs(p.bpp - target) if target else p.bpp)
             chosen[codec] = best.setting
     parts = []
-    task = result["tasks"][0] if result["tasks"] else None
+    tasks = result["tasks"]
+    task = "detection" if "detection" in tasks else (tasks[0] if tasks else None)
     for stem_dir in sorted((dec_root / ORIGINAL / ORIGINAL).glob("*.png")):
         stem = stem_dir.stem
         row = []
@@ -175,6 +179,7 @@ def _html(
     out: Path,
     files: dict[str, Path],
     tables: dict[str, list[dict[str, Any]]],
+    metrics: list[str],
     anchor: str,
 ) -> None:
     points: list[Point] = result["points"]
@@ -210,7 +215,7 @@ def _html(
             f"<h3>{esc(m)}</h3><table><tr><th>codec</th><th>BD-rate vs {esc(anchor)}"
             f"</th><th>note</th></tr>{body}</table>"
         )
-    plots = "".join(f'<img class=plot src="{files[m].name}" alt="{esc(m)}">' for m in tables)
+    plots = "".join(f'<img class=plot src="{files[m].name}" alt="{esc(m)}">' for m in metrics)
     bad = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in result["bad_images"].items())
     bad += "".join(f"<li>task {esc(t)} could not run</li>" for t in result.get("missing_tasks", []))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>saicm eval</title>

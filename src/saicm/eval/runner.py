@@ -21,7 +21,7 @@ from ..errors import SaicmError
 from ..image import load_image, save_image
 from ..utils.io import atomic_path
 from .codecs import Codec
-from .metrics import coco_map, pseudo_ground_truth
+from .metrics import coco_map, face_privacy, pseudo_ground_truth
 from .tasks import Task
 
 __all__ = ["Point", "evaluate"]
@@ -183,7 +183,14 @@ def evaluate(
         bits = sum(8 * per_image[s]["bytes"] for s in used)
         pixels = sum(per_image[s]["pixels"] for s in used)
         metrics: dict[str, float] = {}
+        original = cells[(ORIGINAL, ORIGINAL)]
         for t in tasks:
+            if t.name == "privacy":  # faces of the decoded images against the originals'
+                faces = [s for s in used if s in original]
+                priv = face_privacy([original[s]["predictions"]["privacy"] for s in faces],
+                                    [per_image[s]["predictions"]["privacy"] for s in faces])
+                metrics.update({f"privacy/{k}": v for k, v in priv.items()})
+                continue
             results = [
                 {**r, "image_id": ids[s]}
                 for s in used

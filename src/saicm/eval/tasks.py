@@ -74,7 +74,33 @@ class InstanceTask(Task):
         return out
 
 
-TASKS = {"detection": DetectionTask, "instance": InstanceTask}
+class PrivacyTask(Task):
+    """Faces (MTCNN) and, where dlib is installed, their identity descriptors.
+
+    Not scored with COCO mAP: the runner compares the faces of each decoded image with those of
+    the original (see :func:`saicm.eval.metrics.face_privacy`).
+    """
+
+    name = "privacy"
+    iou_types = ()
+
+    def __init__(self) -> None:
+        from ..tasks.faces import FaceDescriptor, FaceDetector
+
+        self.detector = FaceDetector(min_score=0.5)
+        self.descriptor = FaceDescriptor() if FaceDescriptor.available() else None
+
+    def predict(self, image: np.ndarray) -> list[dict[str, Any]]:
+        out = []
+        for box, score in self.detector(image):
+            rec: dict[str, Any] = {"category_id": 1, "bbox": list(box), "score": score}
+            if self.descriptor is not None:
+                rec["descriptor"] = [round(v, 5) for v in self.descriptor(image, box)]
+            out.append(rec)
+        return out
+
+
+TASKS = {"detection": DetectionTask, "instance": InstanceTask, "privacy": PrivacyTask}
 
 
 def create_task(name: str, **options: Any) -> Task:
