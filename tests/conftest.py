@@ -93,3 +93,31 @@ def voc_coco(tmp_path_factory):
     }
     (root / "instances.json").write_text(json.dumps(coco))
     return root / "images", root / "instances.json", d["masks"]
+
+
+@pytest.fixture()
+def torchrun():
+    """``torchrun(*args)``: ``python -m torch.distributed.run --nproc-per-node 2 -m ARGS``,
+    checked to succeed."""
+    return _torchrun
+
+
+def _torchrun(*args: str, nproc: int = 2) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(nproc),
+            "-m",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -147,8 +147,13 @@ def test_report_resume_and_bad_inputs(photos, tmp_path, capsys):
 
 
 def test_privacy_faces_vanish_at_low_rate(photos, tmp_path):
-    res = evaluate([photos / "astronaut.png"], [parse_codec("jpeg:1,90")],
-                   [create_task("privacy")], tmp_path / "r", progress=False)
+    res = evaluate(
+        [photos / "astronaut.png"],
+        [parse_codec("jpeg:1,90")],
+        [create_task("privacy")],
+        tmp_path / "r",
+        progress=False,
+    )
     by = {(p.codec, p.setting): p.metrics for p in res["points"]}
     assert by[("_original", "_original")]["privacy/faces"] == 1
     assert by[("jpeg", "90")]["privacy/face_recall"] == 1.0
@@ -165,8 +170,22 @@ def test_report_renders_in_headless_chromium(photos, tmp_path):
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (make installs it where apt-get works)")
     out = tmp_path / "report"
-    assert main(["eval", "--images", str(photos / "coffee.png"), str(photos / "chelsea.png"),
-                 "--codec", "jpeg:5,40", "webp:10,50", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--images",
+                str(photos / "coffee.png"),
+                str(photos / "chelsea.png"),
+                "--codec",
+                "jpeg:5,40",
+                "webp:10,50",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     probe = tmp_path / "probe.html"
     probe.write_text(
         '<!doctype html><iframe id=f src="report/report.html"></iframe><script>'
@@ -174,13 +193,29 @@ def test_report_renders_in_headless_chromium(photos, tmp_path):
         "const imgs = [...document.getElementById('f').contentDocument.images];"
         "const pre = document.createElement('pre'); pre.id = 'result';"
         "pre.textContent = JSON.stringify(imgs.map(i => [i.getAttribute('src'), i.naturalWidth]));"
-        "document.body.appendChild(pre);});</script>")
+        "document.body.appendChild(pre);});</script>"
+    )
     proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-         "--allow-file-access-from-files", "--virtual-time-budget=10000", "--dump-dom",
-         probe.as_uri()], capture_output=True, text=True, timeout=120)
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     start = proc.stdout.index('<pre id="result">') + len('<pre id="result">')
     images = json.loads(proc.stdout[start : proc.stdout.index("</pre>", start)])
     srcs = [s for s, _ in images]

@@ -116,32 +116,9 @@ def test_manifest_survives_a_cut_line(folder, tmp_path):
     assert json.loads(m.read_text().splitlines()[-1])["mask"].endswith("im4.png")
 
 
-def test_torchrun_ranks_take_their_shards(folder, tmp_path):
-    import subprocess
-    import sys
-
+def test_torchrun_ranks_take_their_shards(folder, tmp_path, torchrun):
     out = tmp_path / "masks"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "-m",
-            "saicm",
-            "masks",
-            str(folder),
-            "-o",
-            str(out),
-            "--source",
-            "felzenszwalb",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    torchrun("saicm", "masks", str(folder), "-o", str(out), "--source", "felzenszwalb")
     assert sorted(p.name for p in out.glob("manifest-*")) == [
         "manifest-0of2.jsonl",
         "manifest-1of2.jsonl",

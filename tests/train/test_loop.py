@@ -159,31 +159,10 @@ def _cli_config(tmp_path, corpus) -> Path:
     return path
 
 
-def test_two_process_ddp_agrees_with_one_process_accumulating(tmp_path, corpus):
-    import subprocess
-    import sys
-
+def test_two_process_ddp_agrees_with_one_process_accumulating(tmp_path, corpus, torchrun):
     config = _cli_config(tmp_path, corpus)
     ddp, single = tmp_path / "ddp", tmp_path / "single"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "-m",
-            "saicm.train",
-            "--config",
-            str(config),
-            "-o",
-            str(ddp),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun("saicm.train", "--config", str(config), "-o", str(ddp))
     from saicm.cli import main
 
     assert main(["train", "--config", str(config), "--accumulate", "2", "-o", str(single)]) == 0

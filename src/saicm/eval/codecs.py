@@ -252,45 +252,51 @@ class Unavailable(Codec):
         return self.reason
 
 
-CODECS = {
-    "jpeg": lambda s: PillowCodec("jpeg", "JPEG", ("5", "10", "20", "40", "70"), s),
-    "webp": lambda s: PillowCodec("webp", "WEBP", ("5", "20", "40", "60", "80"), s),
-    "avif": lambda s: PillowCodec("avif", "AVIF", ("10", "30", "50", "70"), s),
-    "jpeg2000": lambda s: PillowCodec("jpeg2000", "JPEG2000", ("200", "100", "50", "25"), s),
-    "jxl": lambda s: FfmpegCodec(
-        "jxl",
-        "libjxl",
-        "image2",
-        ".jxl",
-        "rgb24",
-        "-distance {}",
-        ("12", "8", "4", "2"),
-        settings=s,
-    ),
-    "hevc": lambda s: FfmpegCodec(
-        "hevc",
-        "libx265",
-        "hevc",
-        ".hevc",
-        "yuv444p",
-        "-x265-params keyint=1:log-level=error:qp={}",
-        ("47", "42", "37", "32"),
-        settings=s,
-    ),
-    "vvc": lambda s: FfmpegCodec(
-        "vvc",
-        "libvvenc",
-        "vvc",
-        ".266",
-        "yuv420p",
-        "-qp {}",
-        ("50", "47", "42", "37"),
-        ("-preset", "faster"),
-        settings=s,
-    ),
-    "saicm": lambda s: LearnedCodec(s),
-    "png": lambda s: Lossless(s),
+#: name -> (Pillow format, default qualities)
+_PILLOW = {
+    "jpeg": ("JPEG", ("5", "10", "20", "40", "70")),
+    "webp": ("WEBP", ("5", "20", "40", "60", "80")),
+    "avif": ("AVIF", ("10", "30", "50", "70")),
+    "jpeg2000": ("JPEG2000", ("200", "100", "50", "25")),  # compression ratios
 }
+#: name -> FfmpegCodec arguments: intra-only, one frame, the raw bitstream is the file.
+_FFMPEG = {
+    "jxl": dict(
+        encoder="libjxl",
+        fmt="image2",
+        suffix=".jxl",
+        pix_fmt="rgb24",
+        param="-distance {}",
+        defaults=("12", "8", "4", "2"),
+    ),
+    "hevc": dict(
+        encoder="libx265",
+        fmt="hevc",
+        suffix=".hevc",
+        pix_fmt="yuv444p",
+        param="-x265-params keyint=1:log-level=error:qp={}",
+        defaults=("47", "42", "37", "32"),
+    ),
+    "vvc": dict(
+        encoder="libvvenc",
+        fmt="vvc",
+        suffix=".266",
+        pix_fmt="yuv420p",
+        param="-qp {}",
+        defaults=("50", "47", "42", "37"),
+        extra=("-preset", "faster"),
+    ),
+}
+CODECS = (*_PILLOW, *_FFMPEG, "saicm", "png")
+
+
+def _create(name: str, settings: list[str] | None) -> Codec:
+    if name in _PILLOW:
+        fmt, defaults = _PILLOW[name]
+        return PillowCodec(name, fmt, defaults, settings)
+    if name in _FFMPEG:
+        return FfmpegCodec(name, **_FFMPEG[name], settings=settings)
+    return LearnedCodec(settings) if name == "saicm" else Lossless(settings)
 
 
 def parse_codec(spec: str) -> Codec:
@@ -313,4 +319,4 @@ def _parse(spec: str) -> Codec:
         return LearnedCodec([str(f) for f in files])
     if name not in CODECS:
         raise SaicmError(f"unknown codec {name!r} (known: {', '.join(CODECS)})")
-    return CODECS[name](settings)
+    return _create(name, settings)

@@ -147,8 +147,12 @@ def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def face_privacy(original: list[list[dict[str, Any]]], decoded: list[list[dict[str, Any]]],
-                 min_score: float = 0.9, same_person: float = 0.6) -> dict[str, float]:
+def face_privacy(
+    original: list[list[dict[str, Any]]],
+    decoded: list[list[dict[str, Any]]],
+    min_score: float = 0.9,
+    same_person: float = 0.6,
+) -> dict[str, float]:
     """How many faces of the originals survive coding, and how many stay recognisable.
 
     Faces found with score >= ``min_score`` in an original are the reference. ``face_recall``:
@@ -173,5 +177,8 @@ def face_privacy(original: list[list[dict[str, Any]]], decoded: list[list[dict[s
                 same += dist < same_person
     if total == 0:
         return {"face_recall": math.nan, "identity_kept": math.nan, "faces": 0}
-    return {"face_recall": found / total,
-            "identity_kept": same / total if described else math.nan, "faces": total}
+    return {
+        "face_recall": found / total,
+        "identity_kept": same / total if described else math.nan,
+        "faces": total,
+    }

@@ -77,8 +77,14 @@ def write_report(result: dict[str, Any], out: str | Path, anchor: str = "vvc") -
     """Write ``results.json``, ``results.csv``, ``<metric>.png`` plots and ``report.html``."""
     out = Path(out)
     points: list[Point] = result["points"]
-    metrics = sorted({k for p in points for k in p.metrics
-                      if k.endswith(("map", "face_recall", "identity_kept"))})
+    metrics = sorted(
+        {
+            k
+            for p in points
+            for k in p.metrics
+            if k.endswith(("map", "face_recall", "identity_kept"))
+        }
+    )
     # BD-rate for accuracies only: for face recall, lower is the goal (privacy).
     tables = {m: bd_table(points, m, anchor) for m in metrics if m.endswith("map")}
     files = {"json": out / "results.json", "csv": out / "results.csv", "html": out / "report.html"}

@@ -187,8 +187,10 @@ def evaluate(
         for t in tasks:
             if t.name == "privacy":  # faces of the decoded images against the originals'
                 faces = [s for s in used if s in original]
-                priv = face_privacy([original[s]["predictions"]["privacy"] for s in faces],
-                                    [per_image[s]["predictions"]["privacy"] for s in faces])
+                priv = face_privacy(
+                    [original[s]["predictions"]["privacy"] for s in faces],
+                    [per_image[s]["predictions"]["privacy"] for s in faces],
+                )
                 metrics.update({f"privacy/{k}": v for k, v in priv.items()})
                 continue
             results = [

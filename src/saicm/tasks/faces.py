@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ModelError
 
-__all__ = ["SAME_PERSON", "FaceDetector", "FaceDescriptor"]
+__all__ = ["SAME_PERSON", "FaceDescriptor", "FaceDetector"]
 
 #: dlib's threshold: descriptors closer than this are the same person (99.38% on LFW).
 SAME_PERSON = 0.6
@@ -28,8 +28,9 @@ class FaceDetector:
         try:
             from facenet_pytorch import MTCNN
         except ImportError:
-            raise ModelError("face detection needs facenet-pytorch "
-                             "(pip install --no-deps facenet-pytorch)") from None
+            raise ModelError(
+                "face detection needs facenet-pytorch (pip install --no-deps facenet-pytorch)"
+            ) from None
         import torch
 
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -67,12 +68,15 @@ class FaceDescriptor:
         self._dlib = dlib
         self.shape = dlib.shape_predictor(str(root / "shape_predictor_5_face_landmarks.dat"))
         self.net = dlib.face_recognition_model_v1(
-            str(root / "dlib_face_recognition_resnet_model_v1.dat"))
+            str(root / "dlib_face_recognition_resnet_model_v1.dat")
+        )
 
     @staticmethod
     def available() -> bool:
-        return (importlib.util.find_spec("dlib") is not None
-                and importlib.util.find_spec("face_recognition_models") is not None)
+        return (
+            importlib.util.find_spec("dlib") is not None
+            and importlib.util.find_spec("face_recognition_models") is not None
+        )
 
     def __call__(self, image: np.ndarray, box: tuple[float, float, float, float]) -> list[float]:
         x, y, w, h = box
