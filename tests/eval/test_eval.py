@@ -222,3 +222,130 @@ def test_report_renders_in_headless_chromium(photos, tmp_path):
     assert "detection_map.png" in srcs
     assert sum(s.startswith("views/") for s in srcs) == 2 * 3  # original + 2 codecs, 2 images
     assert all(width > 0 for _, width in images)
+
+
+def test_worker_pool_gives_the_same_results(photos, detection, tmp_path):
+    images = [photos / "coffee.png", photos / "chelsea.png"]
+    codecs = [parse_codec("jpeg:8,30")]
+    one = evaluate(images, codecs, [detection], tmp_path / "one", progress=False)
+    two = evaluate(images, codecs, [detection], tmp_path / "two", progress=False, workers=2)
+    assert [(p.codec, p.setting, p.bpp, p.metrics) for p in one["points"]] == [
+        (p.codec, p.setting, p.bpp, p.metrics) for p in two["points"]
+    ]
+    assert len(list((tmp_path / "two" / "cells").rglob("*.json"))) == 2 * 3
+
+
+def _rle(mask: np.ndarray) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": rle["size"], "counts": rle["counts"].decode()}
+
+
+def test_panoptic_quality_by_hand():
+    from saicm.eval.metrics import panoptic_quality
+
+    a = np.zeros((10, 10), bool)
+    a[:, :5] = True  # 50 px
+    b = ~a
+    shifted = np.zeros((10, 10), bool)
+    shifted[:, :4] = True  # IoU with a = 40 / 50 = 0.8
+    gt = [
+        [{"category_id": 1, "segmentation": _rle(a)}, {"category_id": 2, "segmentation": _rle(b)}]
+    ]
+    assert panoptic_quality(gt, gt)["pq"] == pytest.approx(1.0)
+    pred = [
+        [
+            {"category_id": 1, "segmentation": _rle(shifted)},
+            {"category_id": 3, "segmentation": _rle(b)},
+        ]
+    ]
+    res = panoptic_quality(gt, pred)
+    # category 1: one match, IoU 0.8 -> PQ 0.8; category 2: a miss (FN) -> 0; 3: a FP -> 0
+    assert res["pq"] == pytest.approx(0.8 / 3)
+    assert res["sq"] == pytest.approx(0.8 / 3) and res["rq"] == pytest.approx(1 / 3)
+
+
+def test_panoptic_task_with_a_small_random_mask2former(photos, tmp_path):
+    import torch
+    from transformers import (
+        Mask2FormerConfig,
+        Mask2FormerForUniversalSegmentation,
+        Mask2FormerImageProcessor,
+        SwinConfig,
+    )
+
+    backbone = SwinConfig(
+        embed_dim=16,
+        depths=[1] * 4,
+        num_heads=[1] * 4,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    cfg = Mask2FormerConfig(
+        backbone_config=backbone,
+        hidden_dim=32,
+        num_queries=8,
+        decoder_layers=2,
+        encoder_layers=1,
+        feature_size=32,
+        mask_feature_size=32,
+        encoder_feedforward_dim=64,
+        dim_feedforward=64,
+        num_attention_heads=2,
+        num_labels=133,
+    )
+    torch.manual_seed(0)
+    model_dir = tmp_path / "m2f"
+    Mask2FormerForUniversalSegmentation(cfg).save_pretrained(model_dir)
+    Mask2FormerImageProcessor(size={"shortest_edge": 128, "longest_edge": 256}).save_pretrained(
+        model_dir
+    )
+    task = create_task(
+        "panoptic",
+        panoptic_model=str(model_dir),
+        panoptic_options={
+            "threshold": 0.0,
+            "mask_threshold": 0.0,
+            "overlap_mask_area_threshold": 0.0,
+        },
+    )
+    res = evaluate(
+        [photos / "astronaut.png"],
+        [parse_codec("png"), parse_codec("jpeg:1")],
+        [task],
+        tmp_path / "r",
+        progress=False,
+    )
+    by = {p.codec: p.metrics for p in res["points"]}
+    assert by["png"]["panoptic/segments"] > 0
+    assert by["png"]["panoptic/pq"] == pytest.approx(1.0)  # lossless: the same segments
+    assert by["jpeg"]["panoptic/pq"] < 1.0
+
+
+def test_yolo_adapter_with_random_weights(photos, tmp_path):
+    pytest.importorskip("ultralytics", reason="ultralytics is an optional adapter")
+    task = create_task("detection", detector_arch="yolo", detector_weights="yolov8n.yaml")
+    preds = task.predict(np.asarray(Image.open(photos / "coffee.png")))
+    from saicm.tasks.detection import COCO_NAMES
+
+    assert all(p["category_id"] in COCO_NAMES and 0 <= p["score"] <= 1 for p in preds)
+
+
+def test_instance_task_with_a_random_mask_rcnn(photos, tmp_path):
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.detection.maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=91, box_score_thresh=0.0
+    )
+    weights = tmp_path / "maskrcnn.pth"
+    torch.save(net.state_dict(), weights)
+    task = create_task("instance", detector_weights=str(weights))
+    res = evaluate(
+        [photos / "chelsea.png"], [parse_codec("png")], [task], tmp_path / "r", progress=False
+    )
+    metrics = res["points"][1].metrics
+    assert {"instance/map", "instance-mask/map"} <= set(metrics)
+    with pytest.raises(Exception, match="needs --detector-weights"):
+        create_task("instance")

@@ -86,7 +86,7 @@ def write_report(result: dict[str, Any], out: str | Path, anchor: str = "vvc") -
         }
     )
     # BD-rate for accuracies only: for face recall, lower is the goal (privacy).
-    tables = {m: bd_table(points, m, anchor) for m in metrics if m.endswith("map")}
+    tables = {m: bd_table(points, m, anchor) for m in metrics if m.endswith(("map", "pq"))}
     files = {"json": out / "results.json", "csv": out / "results.csv", "html": out / "report.html"}
     with atomic_path(files["json"]) as tmp:
         tmp.write_text(

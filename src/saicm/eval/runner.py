@@ -21,7 +21,7 @@ from ..errors import SaicmError
 from ..image import load_image, save_image
 from ..utils.io import atomic_path
 from .codecs import Codec
-from .metrics import coco_map, face_privacy, pseudo_ground_truth
+from .metrics import coco_map, pseudo_ground_truth
 from .tasks import Task
 
 __all__ = ["Point", "evaluate"]
@@ -88,6 +88,26 @@ def _run_cell(
     return rec
 
 
+_WORKER_TASKS: list[Task] = []
+
+
+def _init_worker(specs: list[tuple[str, dict[str, Any]]]) -> None:
+    import torch
+
+    from .tasks import create_task
+
+    torch.set_num_threads(1)  # one core per worker: the pool is the parallelism
+    _WORKER_TASKS[:] = [create_task(name, **opts) for name, opts in specs]
+
+
+def _worker_cell(args: tuple) -> tuple[dict[str, Any] | None, str | None]:
+    codec, setting, image, keep = args
+    try:
+        return _run_cell(codec, setting, image, _WORKER_TASKS, keep), None
+    except SaicmError as exc:
+        return None, str(exc)
+
+
 def evaluate(
     images: list[Path],
     codecs: list[Codec],
@@ -96,6 +116,7 @@ def evaluate(
     annotations: str | Path | None = None,
     keep_images: int = 3,
     progress: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run (or resume) the evaluation; return ``{"points": [...], "ground_truth": ...}``.
 
@@ -106,6 +127,7 @@ def evaluate(
         out: report folder (cells, decoded examples, results).
         annotations: COCO annotations of ``images``; None for pseudo ground truth.
         keep_images: decoded images kept for the report (the first ``keep_images`` images).
+        workers: processes coding and recognising images in parallel (1: in this process).
     """
     from tqdm import tqdm
 
@@ -130,17 +152,16 @@ def evaluate(
     jobs += [(c, s) for c in codecs for s in c.settings]
     cells: dict[tuple[str, str], dict[str, dict]] = {}
     errors: dict[tuple[str, str], list[str]] = {}
-    bar = tqdm(total=len(jobs) * len(ok), disable=not progress, unit="cell", desc="eval")
+    todo = []  # (key, image, cell path, keep path) of the cells still to compute
     for codec, setting in jobs:
         cname = codec.name if codec else ORIGINAL
         key = (cname, setting)
         cells[key], errors[key] = {}, []
         reason = codec.available() if codec else None
+        if reason:
+            errors[key].append(f"{cname} unavailable: {reason}")
+            continue
         for i, p in enumerate(ok):
-            bar.update(1)
-            if reason:
-                errors[key].append(f"{cname} unavailable: {reason}")
-                break
             path = _cell_path(out, cname, setting, p.stem)
             if path.exists():
                 cells[key][p.stem] = json.loads(path.read_text())
@@ -148,14 +169,40 @@ def evaluate(
             keep = None
             if i < keep_images:
                 keep = out / "decoded" / _safe(cname) / _safe(setting) / f"{p.stem}.png"
+            todo.append((codec, setting, key, p, path, keep))
+
+    def finish(item: tuple, rec: dict[str, Any] | None, err: str | None) -> None:
+        _, _, key, p, path, _ = item
+        if rec is None:
+            errors[key].append(f"{p.name}: {err}")
+            return
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(rec))
+        cells[key][p.stem] = rec
+
+    bar = tqdm(total=len(todo), disable=not progress, unit="cell", desc="eval")
+    if workers > 1 and len(todo) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=get_context("spawn"),
+            initializer=_init_worker,
+            initargs=([t.spec for t in tasks],),
+        ) as pool:
+            args = [(c, s, loaded[p.stem], keep) for c, s, _, p, _, keep in todo]
+            for item, (rec, err) in zip(todo, pool.map(_worker_cell, args), strict=True):
+                finish(item, rec, err)
+                bar.update(1)
+    else:
+        for item in todo:
+            codec, setting, _, p, _, keep = item
             try:
-                rec = _run_cell(codec, setting, loaded[p.stem], tasks, keep)
+                finish(item, _run_cell(codec, setting, loaded[p.stem], tasks, keep), None)
             except SaicmError as exc:
-                errors[key].append(f"{p.name}: {exc}")
-                continue
-            with atomic_path(path) as tmp:
-                tmp.write_text(json.dumps(rec))
-            cells[key][p.stem] = rec
+                finish(item, None, str(exc))
+            bar.update(1)
     bar.close()
 
     # Ground truth, real or pseudo, per task.
@@ -174,6 +221,7 @@ def evaluate(
                 {ids[s]: original[s]["predictions"][t.name] for s in ids if s in original}, sizes
             )
             for t in tasks
+            if t.iou_types
         }
         gt_note = "pseudo ground truth: each task's outputs >= 0.5 on the uncompressed images"
 
@@ -185,13 +233,13 @@ def evaluate(
         metrics: dict[str, float] = {}
         original = cells[(ORIGINAL, ORIGINAL)]
         for t in tasks:
-            if t.name == "privacy":  # faces of the decoded images against the originals'
-                faces = [s for s in used if s in original]
-                priv = face_privacy(
-                    [original[s]["predictions"]["privacy"] for s in faces],
-                    [per_image[s]["predictions"]["privacy"] for s in faces],
+            if not t.iou_types:  # scored against the task's outputs on the originals
+                both = [s for s in used if s in original]
+                own = t.score(
+                    [original[s]["predictions"][t.name] for s in both],
+                    [per_image[s]["predictions"][t.name] for s in both],
                 )
-                metrics.update({f"privacy/{k}": v for k, v in priv.items()})
+                metrics.update({f"{t.name}/{k}": v for k, v in own.items()})
                 continue
             results = [
                 {**r, "image_id": ids[s]}

@@ -13,24 +13,41 @@ __all__ = ["TASKS", "Task", "create_task"]
 
 class Task:
     """``predict(image) -> [{"category_id", "bbox", "score"[, "segmentation"]}, ...]``;
-    ``iou_types`` are the COCO evaluations that apply (``bbox``, ``segm``)."""
+    ``iou_types`` are the COCO evaluations that apply (``bbox``, ``segm``). A task with no
+    ``iou_types`` scores decoded images against the originals itself (``score``)."""
 
     name: str = ""
     iou_types: tuple[str, ...] = ("bbox",)
+    spec: tuple[str, dict[str, Any]] = ("", {})
 
     def predict(self, image: np.ndarray) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    def score(self, original: list[list[dict]], decoded: list[list[dict]]) -> dict[str, float]:
+        """Metrics of the decoded images' outputs against the originals' (per image lists)."""
+        raise NotImplementedError
+
 
 class DetectionTask(Task):
-    """Boxes from the bundled COCO SSD-MobileNet-v2 (OpenCV DNN)."""
+    """Boxes from a COCO detector: the bundled SSD-MobileNet-v2 (OpenCV DNN) by default, an
+    ultralytics YOLO (``arch="yolo"``) or a torchvision detector (``arch`` = its builder name)
+    with the user's ``weights``."""
 
     name = "detection"
 
-    def __init__(self) -> None:
-        from ..tasks import SSDMobileNetV2
+    def __init__(self, weights: str | None = None, arch: str | None = None) -> None:
+        from ..tasks import SSDMobileNetV2, TorchvisionDetector, UltralyticsDetector
 
-        self.model = SSDMobileNetV2(min_score=0.05)
+        if arch in (None, "ssd", "ssd-mobilenet-v2"):
+            self.model = SSDMobileNetV2(min_score=0.05)
+        elif arch == "yolo":
+            if weights is None:
+                raise SaicmError("--detector-arch yolo needs --detector-weights (a YOLO .pt)")
+            self.model = UltralyticsDetector(weights)
+        else:
+            if weights is None:
+                raise SaicmError(f"--detector-arch {arch} needs --detector-weights")
+            self.model = TorchvisionDetector(arch, weights)
         self.model_name = self.model.name
 
     def predict(self, image: np.ndarray) -> list[dict[str, Any]]:
@@ -99,15 +116,73 @@ class PrivacyTask(Task):
             out.append(rec)
         return out
 
+    def score(self, original: list[list[dict]], decoded: list[list[dict]]) -> dict[str, float]:
+        from .metrics import face_privacy
 
-TASKS = {"detection": DetectionTask, "instance": InstanceTask, "privacy": PrivacyTask}
+        return face_privacy(original, decoded)
+
+
+class PanopticTask(Task):
+    """Panoptic segments (transformers Mask2Former & co., the user's model), scored by PQ
+    against the same model's segmentation of the original image."""
+
+    name = "panoptic"
+    iou_types = ()
+
+    def __init__(self, model: str | None, **options: float) -> None:
+        from ..tasks.panoptic import PanopticSegmenter
+
+        if model is None:
+            raise SaicmError(
+                "the panoptic task needs --panoptic-model (a transformers model "
+                "folder or hub name, e.g. facebook/mask2former-swin-tiny-coco-panoptic)"
+            )
+        self.model = PanopticSegmenter(model, **options)
+
+    def predict(self, image: np.ndarray) -> list[dict[str, Any]]:
+        from pycocotools import mask as mask_utils
+
+        seg_map, segments = self.model(image)
+        out = []
+        for s in segments:
+            rle = mask_utils.encode(np.asfortranarray((seg_map == s["id"]).astype(np.uint8)))
+            out.append(
+                {
+                    "category_id": s["category_id"],
+                    "score": s["score"],
+                    "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+                }
+            )
+        return out
+
+    def score(self, original: list[list[dict]], decoded: list[list[dict]]) -> dict[str, float]:
+        from .metrics import panoptic_quality
+
+        return panoptic_quality(original, decoded)
+
+
+TASKS = {
+    "detection": DetectionTask,
+    "instance": InstanceTask,
+    "privacy": PrivacyTask,
+    "panoptic": PanopticTask,
+}
 
 
 def create_task(name: str, **options: Any) -> Task:
+    """A task by name; ``options`` are kept on it (``task.spec``) so that worker processes can
+    build their own copy."""
     if name not in TASKS:
         raise SaicmError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
     if name == "instance":
-        return InstanceTask(
+        task: Task = InstanceTask(
             options.get("detector_weights"), options.get("detector_arch") or "maskrcnn_resnet50_fpn"
         )
-    return TASKS[name]()
+    elif name == "detection":
+        task = DetectionTask(options.get("detector_weights"), options.get("detector_arch"))
+    elif name == "panoptic":
+        task = PanopticTask(options.get("panoptic_model"), **options.get("panoptic_options", {}))
+    else:
+        task = TASKS[name]()
+    task.spec = (name, options)
+    return task

@@ -277,3 +277,49 @@ class TorchvisionDetector:
             mask = (out["masks"][i, 0] > 0.5).cpu().numpy() if "masks" in out else None
             res.append((det, mask))
         return res
+
+
+#: YOLO's 80 contiguous class indices -> COCO category ids (1..90 with gaps).
+COCO80_TO_91 = sorted(COCO_NAMES)
+
+
+class UltralyticsDetector:
+    """An ultralytics YOLO detector with the user's weights (``yolov8n.pt``, ``yolo11m.pt``...,
+    published by Ultralytics) or a model ``.yaml`` (random weights, for tests).
+
+    Arguments:
+        weights: a ``.pt`` checkpoint or a ``.yaml`` architecture.
+        min_score: detections below this score are dropped.
+        device: ``cuda``, ``cpu``...
+    """
+
+    iou_type = "bbox"
+
+    def __init__(self, weights: str, min_score: float = 0.05, device: str | None = None) -> None:
+        try:
+            from ultralytics import YOLO
+        except ImportError:
+            raise ModelError("YOLO detectors need ultralytics (pip install ultralytics)") from None
+        try:
+            self.net = YOLO(weights)
+        except Exception as exc:  # ultralytics raises many kinds for a bad file
+            raise ModelError(f"{weights}: not an ultralytics YOLO model ({exc})") from None
+        self.coco = len(self.net.names) == 80  # the COCO-trained models
+        self.name = f"yolo:{Path(weights).name}"
+        self.min_score = min_score
+        self.device = device
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        res = self.net.predict(
+            np.ascontiguousarray(image[..., ::-1]),
+            conf=self.min_score,
+            verbose=False,
+            device=self.device,
+        )[0]
+        dets = []
+        for (x0, y0, x1, y1), cls, score in zip(
+            res.boxes.xyxy.tolist(), res.boxes.cls.tolist(), res.boxes.conf.tolist(), strict=True
+        ):
+            cat = COCO80_TO_91[int(cls)] if self.coco else int(cls) + 1
+            dets.append(Detection(cat, float(score), (x0, y0, x1 - x0, y1 - y0)))
+        return dets
