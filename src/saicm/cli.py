@@ -1,7 +1,10 @@
-"""The ``saicm`` command line: ``encode``, ``decode``, ``models``, ``demo``, ``train``.
+"""The ``saicm`` command line, one sub-command per job of the pipeline:
+``masks`` -> ``train`` -> ``encode`` / ``decode`` -> ``eval``, plus ``models``, ``data`` and
+``demo``.
 
 Errors in the user's input print one line (``saicm: error: ...``) and set a non-zero exit status;
-in a batch the other inputs are still processed.
+in a batch the other inputs are still processed. ``SAICM_DEBUG=1`` shows the traceback of an
+unexpected error.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from .errors import SaicmError
 __all__ = ["main"]
 
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 def _say_error(msg: str) -> None:
@@ -26,6 +28,7 @@ def _say_error(msg: str) -> None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # warnings.showwarning's signature; saicm's warnings are one line for a user
     print(f"saicm: warning: {message}", file=sys.stderr)
 
 
@@ -271,8 +274,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{p.codec} {p.setting}: {p.errors[0]}"
             + (f" (+{len(p.errors) - 1} more)" if len(p.errors) > 1 else "")
         )
-    for name, stem in result["bad_images"].items():
-        _say_error(f"{name}: {stem}")
+    for message in result["bad_images"].values():
+        _say_error(message)
     print(f"report: {files['html']}")
     return EXIT_FAILED if problems or result["bad_images"] or failed_tasks else 0
 
@@ -445,6 +448,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say_error("interrupted")
         return 130
+    except Exception as exc:
+        import os
+
+        if os.environ.get("SAICM_DEBUG"):
+            raise
+        _say_error(f"unexpected {type(exc).__name__}: {exc} (SAICM_DEBUG=1 shows the traceback)")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ def test_offline_corpus_splits_by_source(tmp_path, capsys):
         splits[rec["split"]].add(rec["source"])
         with Image.open(out / rec["split"] / f"{name}.png") as img:
             assert img.mode == "RGB" and max(img.size) <= 256
+    files = {split: sorted(p.stem for p in (out / split).iterdir()) for split in splits}
+    for split in splits:  # every file recorded once, on its own side
+        assert files[split] == sorted(n for n, r in records.items() if r["split"] == split)
     assert splits["train"] and splits["val"]
     assert not splits["train"] & splits["val"]  # no photo or video on both sides
     assert "skimage_astronaut" in splits["val"]  # the demo photo is never trained on

@@ -349,3 +349,13 @@ def test_instance_task_with_a_random_mask_rcnn(photos, tmp_path):
     assert {"instance/map", "instance-mask/map"} <= set(metrics)
     with pytest.raises(Exception, match="needs --detector-weights"):
         create_task("instance")
+
+
+def test_annotations_that_miss_images_are_reported(voc_coco, photos, tmp_path, capsys):
+    images, ann, _ = voc_coco
+    code = main(["eval", "--images", str(images), str(photos / "coffee.png"),
+                 "--annotations", str(ann), "--codec", "jpeg:20", "-o", str(tmp_path / "r")])
+    assert code == 1
+    assert "coffee.png: not in" in capsys.readouterr().err
+    data = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert data["images"] == ["voc.jpg", "coffee.png"] and "left out" in data["ground_truth"]

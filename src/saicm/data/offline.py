@@ -72,9 +72,11 @@ def iter_offline_sources(frame_step: int = 12) -> Iterator[CorpusItem]:
     """Every usable photo and every ``frame_step``-th video frame, with its source name."""
     mvtb = _package_dir("mvtbdata")
     if mvtb is not None:
+        seen: set[Path] = set()
         for f in sorted((mvtb / "images").rglob("*")):
-            if f.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-                continue
+            if f.suffix.lower() not in (".png", ".jpg", ".jpeg") or f.with_suffix("") in seen:
+                continue  # church.jpg and church.png: one picture, kept once
+            seen.add(f.with_suffix(""))
             try:
                 with Image.open(f) as img:
                     if not _is_photo(img):

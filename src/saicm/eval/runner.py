@@ -212,6 +212,8 @@ def evaluate(
         gt_note = f"COCO annotations {annotations}"
         if not_annotated:
             gt_note += f" ({len(not_annotated)} image(s) without annotations left out)"
+            for name in not_annotated:
+                bad_images[Path(name).stem] = f"{name}: not in {annotations}"
     else:
         ids = {s: i + 1 for i, s in enumerate(p.stem for p in ok)}
         sizes = {ids[s]: loaded[s].shape[:2] for s in ids}
