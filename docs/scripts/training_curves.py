@@ -1,6 +1,6 @@
 """Plot the training and validation curves of run folders (train.csv, val.csv).
 
-    .venv/bin/python docs/scripts/training_curves.py runs/RUN [runs/RUN2 ...] -o curves.png
+.venv/bin/python docs/scripts/training_curves.py runs/RUN [runs/RUN2 ...] -o curves.png
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ def main() -> None:
             axes[2].plot(va["step"], va["psnr"], "o-", label=f"{run.name}: whole image")
             if "psnr_mask" in va:
                 axes[2].plot(va["step"], va["psnr_mask"], "s--", label=f"{run.name}: in mask")
-    for ax, title in zip(axes, ["training loss", "bits per pixel", "validation PSNR (dB)"],
-                         strict=True):
+    for ax, title in zip(
+        axes, ["training loss", "bits per pixel", "validation PSNR (dB)"], strict=True
+    ):
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -82,8 +82,8 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError):
         raise ImageError(f"{path}: not an image saicm can read") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"{path}: cannot decode image ({exc})") from None
+    except Exception as exc:  # decoders raise many kinds (OSError, SyntaxError, struct.error...)
+        raise ImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
 
 
 def to_rgb(image: ImageLike) -> np.ndarray:

@@ -353,8 +353,20 @@ def test_instance_task_with_a_random_mask_rcnn(photos, tmp_path):
 
 def test_annotations_that_miss_images_are_reported(voc_coco, photos, tmp_path, capsys):
     images, ann, _ = voc_coco
-    code = main(["eval", "--images", str(images), str(photos / "coffee.png"),
-                 "--annotations", str(ann), "--codec", "jpeg:20", "-o", str(tmp_path / "r")])
+    code = main(
+        [
+            "eval",
+            "--images",
+            str(images),
+            str(photos / "coffee.png"),
+            "--annotations",
+            str(ann),
+            "--codec",
+            "jpeg:20",
+            "-o",
+            str(tmp_path / "r"),
+        ]
+    )
     assert code == 1
     assert "coffee.png: not in" in capsys.readouterr().err
     data = json.loads((tmp_path / "r" / "results.json").read_text())

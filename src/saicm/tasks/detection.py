@@ -296,10 +296,20 @@ class UltralyticsDetector:
     iou_type = "bbox"
 
     def __init__(self, weights: str, min_score: float = 0.05, device: str | None = None) -> None:
+        import os
+
+        from PIL import Image
+
+        # ultralytics pip-installs missing packages at run time unless told not to, and patches
+        # PIL.Image.open for the whole process (HEIF support, installed on first failure): keep
+        # both out of saicm, which hands YOLO arrays, not files.
+        os.environ.setdefault("YOLO_AUTOINSTALL", "false")
         try:
             from ultralytics import YOLO
+            from ultralytics.utils import patches
         except ImportError:
             raise ModelError("YOLO detectors need ultralytics (pip install ultralytics)") from None
+        Image.open = getattr(patches, "_image_open", Image.open)
         try:
             self.net = YOLO(weights)
         except Exception as exc:  # ultralytics raises many kinds for a bad file
