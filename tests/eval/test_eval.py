@@ -371,3 +371,10 @@ def test_annotations_that_miss_images_are_reported(voc_coco, photos, tmp_path, c
     assert "coffee.png: not in" in capsys.readouterr().err
     data = json.loads((tmp_path / "r" / "results.json").read_text())
     assert data["images"] == ["voc.jpg", "coffee.png"] and "left out" in data["ground_truth"]
+
+
+def test_codec_labels_name_the_curves(tiny_model):
+    codec = parse_codec(f"edge={tiny_model.path}")
+    assert codec.name == "edge" and codec.settings == [str(tiny_model.path)]
+    assert parse_codec("fast=jpeg:5,9").name == "fast"
+    assert parse_codec("nope=warp:1").available() is not None

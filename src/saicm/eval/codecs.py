@@ -300,10 +300,16 @@ def _create(name: str, settings: list[str] | None) -> Codec:
 
 
 def parse_codec(spec: str) -> Codec:
-    """``NAME`` or ``NAME:S1,S2``; a model file or folder of ``.pt`` files means ``saicm``.
+    """``NAME`` or ``NAME:S1,S2``; a model file or folder of ``.pt`` files means ``saicm``;
+    ``LABEL=SPEC`` names the curve (``edge=models/edge/ mse=models/mse/`` compares two families).
 
     A spec that cannot be used gives an :class:`Unavailable` codec that says why.
     """
+    label, eq, rest = spec.partition("=")
+    if eq and label and "/" not in label and ":" not in label:
+        codec = parse_codec(rest)
+        codec.name = label
+        return codec
     try:
         return _parse(spec)
     except SaicmError as exc:

@@ -16,6 +16,9 @@ from .runner import ORIGINAL, Point
 
 __all__ = ["bd_table", "write_report"]
 
+#: Curves drawn thin: the anchors, not the learned codecs under study.
+_CONVENTIONAL = {"jpeg", "webp", "avif", "jpeg2000", "jxl", "hevc", "vvc", "png"}
+
 
 def _curves(points: list[Point], metric: str) -> dict[str, tuple[list[float], list[float]]]:
     curves: dict[str, tuple[list[float], list[float]]] = {}
@@ -137,7 +140,9 @@ def _examples(out: Path, result: dict[str, Any], points: list[Point]) -> str:
     dec_root = out / "decoded"
     if not dec_root.is_dir():
         return ""
-    target = next((p.bpp for p in points if p.codec == "saicm"), None)
+    target = next(
+        (p.bpp for p in points if p.codec not in _CONVENTIONAL and p.codec != ORIGINAL), None
+    )
     chosen: dict[str, str] = {}
     for codec in sorted({p.codec for p in points} - {ORIGINAL}):
         cands = [p for p in points if p.codec == codec and math.isfinite(p.bpp)]
