@@ -378,3 +378,4 @@ def test_codec_labels_name_the_curves(tiny_model):
     assert codec.name == "edge" and codec.settings == [str(tiny_model.path)]
     assert parse_codec("fast=jpeg:5,9").name == "fast"
     assert parse_codec("nope=warp:1").available() is not None
+    assert parse_codec("sa-icm-mbt-hed-0.05").settings == ["sa-icm-mbt-hed-0.05"]

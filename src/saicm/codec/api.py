@@ -46,7 +46,7 @@ def encode(image: ImageLike, model: ModelLike = None) -> bytes:
     rgb = to_rgb(image)
     height, width = rgb.shape[:2]
     x, pad = pad_to_multiple(to_tensor(rgb), m.downsampling)
-    out = m.net.compress(x)
+    out = m.net.compress(x.contiguous(memory_format=torch.channels_last))
     shape = tuple(int(s) for s in out["shape"])
     bs = Bitstream(m.name, m.hash_prefix, height, width, pad, shape, _flatten(out["strings"]))
     return pack(bs)

@@ -51,6 +51,10 @@ class Codec:
         """None if the codec can run here, else why not."""
         return None
 
+    def cache_key(self, setting: str) -> str:
+        """What names this setting's cached results: changes whenever its output would."""
+        return setting
+
     def code(self, image: np.ndarray, setting: str) -> Coded:
         raise NotImplementedError
 
@@ -212,6 +216,13 @@ class LearnedCodec(Codec):
             return str(exc)
         return None
 
+    def cache_key(self, setting: str) -> str:
+        from ..codec import load_model
+
+        # A retrained model keeps its name: the weights decide.
+        name = Path(setting).stem if setting.endswith(".pt") else setting
+        return f"{name}@{load_model(setting).weights_hash[:12]}"
+
     def code(self, image: np.ndarray, setting: str) -> Coded:
         from ..codec import decode, encode, load_model
 
@@ -324,5 +335,9 @@ def _parse(spec: str) -> Codec:
         files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
         return LearnedCodec([str(f) for f in files])
     if name not in CODECS:
-        raise SaicmError(f"unknown codec {name!r} (known: {', '.join(CODECS)})")
+        from ..codec.zoo import installed_models
+
+        if any(m["name"] == spec for m in installed_models()):  # an installed model's name
+            return LearnedCodec([spec])
+        raise SaicmError(f"unknown codec {name!r} (known: {', '.join(CODECS)}, or a model)")
     return _create(name, settings)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..utils.io import atomic_path
 from .metrics import bd_rate
-from .runner import ORIGINAL, Point
+from .runner import ORIGINAL, Point, _safe, cell_path, decoded_path
 
 __all__ = ["bd_table", "write_report"]
 
@@ -143,23 +143,22 @@ def _examples(out: Path, result: dict[str, Any], points: list[Point]) -> str:
     target = next(
         (p.bpp for p in points if p.codec not in _CONVENTIONAL and p.codec != ORIGINAL), None
     )
-    chosen: dict[str, str] = {}
+    chosen: dict[str, Point] = {}
     for codec in sorted({p.codec for p in points} - {ORIGINAL}):
         cands = [p for p in points if p.codec == codec and math.isfinite(p.bpp)]
         if cands:
-            best = min(cands, key=lambda p: abs(p.bpp - target) if target else p.bpp)
-            chosen[codec] = best.setting
+            chosen[codec] = min(cands, key=lambda p: abs(p.bpp - target) if target else p.bpp)
+    original = next(p for p in points if p.codec == ORIGINAL)
     parts = []
     tasks = result["tasks"]
     task = "detection" if "detection" in tasks else (tasks[0] if tasks else None)
     for stem_dir in sorted((dec_root / ORIGINAL / ORIGINAL).glob("*.png")):
         stem = stem_dir.stem
         row = []
-        for codec, setting in [(ORIGINAL, ORIGINAL), *chosen.items()]:
-            from .runner import _cell_path, _safe
-
-            img_path = dec_root / _safe(codec) / _safe(setting) / f"{stem}.png"
-            cell = _cell_path(out, codec, setting, stem)
+        for point in [original, *chosen.values()]:
+            codec, setting = point.codec, point.setting
+            img_path = decoded_path(out, codec, point.key, stem)
+            cell = cell_path(out, codec, point.key, stem)
             if not img_path.exists() or not cell.exists():
                 continue
             rec = json.loads(cell.read_text())
@@ -172,7 +171,7 @@ def _examples(out: Path, result: dict[str, Any], points: list[Point]) -> str:
                 else []
             )
             shown = draw_detections(np.asarray(Image.open(img_path).convert("RGB")), dets)
-            view = out / "views" / f"{stem}__{_safe(codec)}__{_safe(setting)}.jpg"
+            view = out / "views" / f"{stem}__{_safe(codec)}__{_safe(point.key)}.jpg"
             view.parent.mkdir(parents=True, exist_ok=True)
             shown.save(view, quality=88)
             bpp = 8 * rec["bytes"] / rec["pixels"] if rec["bytes"] else 24.0

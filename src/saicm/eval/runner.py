@@ -35,6 +35,7 @@ class Point:
 
     codec: str
     setting: str
+    key: str  # names the cached cells and decoded images of this setting
     images: int
     missing: int
     bpp: float
@@ -45,11 +46,17 @@ class Point:
 
 
 def _safe(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(s).stem if s.endswith(".pt") else s)
+    return re.sub(r"[^A-Za-z0-9.@_-]+", "_", s)
 
 
-def _cell_path(out: Path, codec: str, setting: str, stem: str) -> Path:
-    return out / "cells" / _safe(codec) / _safe(setting) / f"{stem}.json"
+def cell_path(out: Path, codec: str, key: str, stem: str) -> Path:
+    """The cached result of one image through one (codec, setting key)."""
+    return out / "cells" / _safe(codec) / _safe(key) / f"{stem}.json"
+
+
+def decoded_path(out: Path, codec: str, key: str, stem: str) -> Path:
+    """A decoded image kept for the report."""
+    return out / "decoded" / _safe(codec) / _safe(key) / f"{stem}.png"
 
 
 def _load_gt(annotations: str | Path, images: list[Path]) -> tuple[dict, dict[str, int], list[str]]:
@@ -152,7 +159,8 @@ def evaluate(
     jobs += [(c, s) for c in codecs for s in c.settings]
     cells: dict[tuple[str, str], dict[str, dict]] = {}
     errors: dict[tuple[str, str], list[str]] = {}
-    todo = []  # (key, image, cell path, keep path) of the cells still to compute
+    cache_keys: dict[tuple[str, str], str] = {}
+    todo = []  # (codec, setting, key, image, cell path, keep path) of the cells to compute
     for codec, setting in jobs:
         cname = codec.name if codec else ORIGINAL
         key = (cname, setting)
@@ -160,15 +168,15 @@ def evaluate(
         reason = codec.available() if codec else None
         if reason:
             errors[key].append(f"{cname} unavailable: {reason}")
+            cache_keys[key] = setting
             continue
+        cache_keys[key] = codec.cache_key(setting) if codec else setting
         for i, p in enumerate(ok):
-            path = _cell_path(out, cname, setting, p.stem)
+            path = cell_path(out, cname, cache_keys[key], p.stem)
             if path.exists():
                 cells[key][p.stem] = json.loads(path.read_text())
                 continue
-            keep = None
-            if i < keep_images:
-                keep = out / "decoded" / _safe(cname) / _safe(setting) / f"{p.stem}.png"
+            keep = decoded_path(out, cname, cache_keys[key], p.stem) if i < keep_images else None
             todo.append((codec, setting, key, p, path, keep))
 
     def finish(item: tuple, rec: dict[str, Any] | None, err: str | None) -> None:
@@ -263,6 +271,7 @@ def evaluate(
             Point(
                 cname,
                 setting,
+                cache_keys[(cname, setting)],
                 len(used),
                 len(ids) - len(used),
                 bits / pixels if pixels else math.nan,
