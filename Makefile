@@ -24,7 +24,7 @@ demo: $(STAMP)   ## compress + decode the bundled photo with the shipped model, 
 	$(BIN)/saicm demo -o demo
 
 test: $(STAMP)   ## lint, then the whole test suite
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)  ## speed benchmarks (by hand; results go to docs/BENCHMARKS.md)

@@ -50,18 +50,23 @@ def _each(items: Iterable[tuple[str, Path]], job: Callable[[str, Path], str], to
     from tqdm import tqdm
 
     failed = 0
-    for src, dst in tqdm(items, total=total, disable=total < 2, unit="image", leave=False):
+    bar = tqdm(items, total=total, disable=total < 2, unit="image", leave=False)
+    for src, dst in bar:
         try:
             line = job(src, dst)
-        except SaicmError as exc:
+        except Exception as exc:  # a bad input, or a bug, must not cost the rest of the batch
             failed += 1
-            _say_error(str(exc) if str(exc).startswith(src) else f"{src}: {exc}")
+            msg = (
+                str(exc)
+                if isinstance(exc, SaicmError)
+                else (f"unexpected {type(exc).__name__}: {exc}")
+            )
+            bar.write(
+                f"saicm: error: {msg if msg.startswith(src) else f'{src}: {msg}'}", file=sys.stderr
+            )
             continue
-        except Exception as exc:  # a bug must not cost the rest of the batch
-            failed += 1
-            _say_error(f"{src}: unexpected {type(exc).__name__}: {exc}")
-            continue
-        print(line)
+        bar.write(line, file=sys.stdout)
+    bar.close()
     if failed:
         _say_error(f"{failed} of {total} input(s) failed")
     return EXIT_FAILED if failed else 0

@@ -191,7 +191,7 @@ def _load_file(path: Path, arch: str | None) -> TrainedModel:
     except FileNotFoundError:
         raise ModelError(f"{path}: no such model file") from None
     except Exception as exc:  # pickle, zip and torch errors all mean "not a model file"
-        raise ModelError(f"{path}: not a model file ({type(exc).__name__})") from None
+        raise ModelError(f"{path}: not a model file (torch.load: {type(exc).__name__})") from None
     if not isinstance(blob, dict):
         raise ModelError(f"{path}: not a model file")
     if blob.get("format") == FORMAT:
