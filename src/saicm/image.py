@@ -15,13 +15,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageError, SaicmWarning
+from .errors import ImageError, SaicmError, SaicmWarning
 from .utils.io import atomic_path
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "MAX_PIXELS",
     "ImageLike",
     "crop",
+    "list_images",
     "load_image",
     "pad_to_multiple",
     "save_image",
@@ -29,6 +31,9 @@ __all__ = [
     "to_rgb",
     "to_tensor",
 ]
+
+#: Files that folder-taking commands pick up as images.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
 #: Largest image saicm codes (pixels): 8192 x 8192. Checked from the file header, before any
 #: pixel is decoded, so an absurd size is refused without allocating it.
@@ -84,6 +89,17 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageError(f"{path}: not an image saicm can read") from None
     except Exception as exc:  # decoders raise many kinds (OSError, SyntaxError, struct.error...)
         raise ImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Image files directly inside ``folder``, sorted; an error if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SaicmError(f"{folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SaicmError(f"{folder}: no images")
+    return files
 
 
 def to_rgb(image: ImageLike) -> np.ndarray:

@@ -20,8 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SaicmError
-from ..image import load_image
-from ..train.data import IMAGE_SUFFIXES
+from ..image import IMAGE_SUFFIXES, load_image
 from ..utils.io import atomic_path
 from .sources import MaskSource
 

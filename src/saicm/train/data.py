@@ -11,22 +11,9 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import SaicmError
-from ..image import load_image
+from ..image import list_images, load_image
 
-__all__ = ["IMAGE_SUFFIXES", "MaskedImageFolder", "MicroBatches", "list_images"]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SaicmError(f"{folder}: no such folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise SaicmError(f"{folder}: no images")
-    return files
+__all__ = ["MaskedImageFolder", "MicroBatches"]
 
 
 def _generator(*key: int) -> torch.Generator:

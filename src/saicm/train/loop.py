@@ -30,9 +30,10 @@ from torch.utils.data import DataLoader
 from ..codec.registry import create_model, get_architecture
 from ..codec.zoo import TrainedModel, export_model
 from ..errors import SaicmError
+from ..image import list_images
 from ..utils.io import atomic_path
 from .config import TrainConfig
-from .data import MaskedImageFolder, MicroBatches, list_images
+from .data import MaskedImageFolder, MicroBatches
 from .loss import RateDistortionLoss
 
 __all__ = ["train", "validate"]
