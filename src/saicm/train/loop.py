@@ -20,7 +20,6 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -320,23 +319,3 @@ def train(
         half=True,
     )
 
-
-def checkpoint_step(out: str | Path) -> int:
-    """The step of the latest checkpoint in a run folder (0 if none)."""
-    path = Path(out) / CHECKPOINT
-    if not path.exists():
-        return 0
-    return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
-
-
-def run_summary(out: str | Path) -> dict[str, Any]:
-    """The last train and val rows of a run (for model cards)."""
-    res: dict[str, Any] = {}
-    for name in ("train", "val"):
-        path = Path(out) / f"{name}.csv"
-        if path.exists():
-            with path.open() as f:
-                rows = list(csv.DictReader(f))
-            if rows:
-                res[name] = {k: float(v) for k, v in rows[-1].items()}
-    return res
