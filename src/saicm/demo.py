@@ -25,8 +25,6 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def run_demo(image: str | None, output: str | Path, model: str | None = None) -> dict[str, float]:
     """Write ``original.png``, ``<stem>.sic``, ``decoded.png`` and ``detections.png`` to
     ``output``; print and return the rate, quality and detection counts."""
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     if image is None:
         from skimage import data
 
@@ -34,6 +32,8 @@ def run_demo(image: str | None, output: str | Path, model: str | None = None) ->
     else:
         rgb, stem = load_image(image), Path(image).stem
     m = load_model(model)
+    out = Path(output)  # made only once the inputs are known to be good
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     data_bytes = encode(rgb, m)
     t1 = time.perf_counter()

@@ -153,7 +153,9 @@ def evaluate(
             bad_images[p.stem] = str(exc)
     ok = [p for p in images if p.stem in loaded]
     if not ok:
-        raise SaicmError("none of the images can be read")
+        raise SaicmError(f"none of the images can be read ({next(iter(bad_images.values()))})")
+    if annotations is not None:  # a bad annotation file fails before any cell is computed
+        _load_gt(annotations, ok)
 
     jobs: list[tuple[Codec | None, str]] = [(None, ORIGINAL)]
     jobs += [(c, s) for c in codecs for s in c.settings]

@@ -318,4 +318,3 @@ def train(
         card=card,
         half=True,
     )
-
