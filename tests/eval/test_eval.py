@@ -103,6 +103,9 @@ def test_report_resume_and_bad_inputs(photos, tmp_path, capsys):
             "warp9",
             "--task",
             "detection",
+            "--anchor",
+            "vvc",
+            "jpeg",
             "-o",
             str(out),
         ]
@@ -143,7 +146,13 @@ def test_report_resume_and_bad_inputs(photos, tmp_path, capsys):
     for src in parser.srcs:  # every picture the page shows exists and is an image
         with Image.open(out / src) as img:
             assert img.width > 100
-    assert "BD-rate against vvc" in page and 'class="missing"' in page
+    assert "BD-rate against vvc, jpeg" in page and 'class="missing"' in page
+    # one table per anchor: each curve against VVC, and against JPEG
+    vs_vvc = {r["codec"]: r for r in data["bd_rate"]["vvc"]["detection/map"]}
+    vs_jpeg = {r["codec"]: r for r in data["bd_rate"]["jpeg"]["detection/map"]}
+    assert set(vs_vvc) == {"jpeg"} and set(vs_jpeg) == {"vvc"}
+    if vs_vvc["jpeg"]["bd_rate"] is not None and vs_jpeg["vvc"]["bd_rate"] is not None:
+        assert (vs_vvc["jpeg"]["bd_rate"] > 0) == (vs_jpeg["vvc"]["bd_rate"] < 0)
 
 
 def test_privacy_faces_vanish_at_low_rate(photos, tmp_path):
@@ -159,6 +168,16 @@ def test_privacy_faces_vanish_at_low_rate(photos, tmp_path):
     assert by[("jpeg", "90")]["privacy/face_recall"] == 1.0
     assert by[("jpeg", "90")]["privacy/identity_kept"] == 1.0  # dlib: still the same person
     assert by[("jpeg", "1")]["privacy/identity_kept"] < 1.0
+
+
+def test_cells_cached_without_a_task_are_computed_again(photos, detection, tmp_path):
+    images, codecs = [photos / "astronaut.png"], [parse_codec("jpeg:20")]
+    evaluate(images, codecs, [detection], tmp_path / "r", progress=False)
+    res = evaluate(
+        images, codecs, [detection, create_task("privacy")], tmp_path / "r", progress=False
+    )
+    by = {(p.codec, p.setting): p.metrics for p in res["points"]}
+    assert by[("jpeg", "20")]["privacy/faces"] == 1 and "detection/map" in by[("jpeg", "20")]
 
 
 def test_report_renders_in_headless_chromium(photos, tmp_path):

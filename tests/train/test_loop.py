@@ -114,6 +114,28 @@ def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, corpus):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_init_starts_from_a_trained_model(tmp_path, corpus):
+    first = train(_cfg(corpus, steps=4), tmp_path / "a", progress=False)
+    # lr 0: the fine-tune's weights stay those of the model it starts from
+    train(
+        _cfg(corpus, steps=1, init=str(first.path), lr=0.0, aux_lr=0.0),
+        tmp_path / "b",
+        progress=False,
+    )
+    start = {k: v.float() for k, v in first.net.state_dict().items()}
+    got = _weights(tmp_path / "b")
+    params = [k for k in got if "_cdf" not in k and "offset" not in k and "length" not in k]
+    assert params and all(torch.equal(got[k], start[k]) for k in params)
+    fresh = train(_cfg(corpus, steps=1), tmp_path / "c", progress=False)
+    assert not all(torch.equal(fresh.net.state_dict()[k].float(), start[k]) for k in params)
+    with pytest.raises(SaicmError, match="--init"):
+        train(
+            _cfg(corpus, init=str(first.path), arch_config={"N": 32, "M": 64}),
+            tmp_path / "d",
+            progress=False,
+        )
+
+
 def test_validation_and_config_are_written(tmp_path, corpus):
     images, masks = corpus
     run = tmp_path / "run"

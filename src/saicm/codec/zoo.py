@@ -3,7 +3,12 @@
 A saicm model file is a ``torch.save`` dict (loaded with ``weights_only=True``)::
 
     {"format": "saicm-model", "version": 1, "name": str, "arch": str, "config": dict,
-     "state_dict": {...}, "hash": sha256-hex of the weights, "card": dict}
+     "state_dict": {...}, "hash": sha256-hex of the weights, "card": dict,
+     "coded": bytes (optional)}
+
+With ``storage="int8"`` the parameters are quantised per output channel to 8 bits and
+rANS-coded (:mod:`saicm.utils.weight_coding`) into ``"coded"``, and ``"state_dict"`` keeps only
+the buffers (CDF tables): 6.3 MB instead of 14.1 MB (float16) for mbt2018-mean.
 
 Installed models are found by name in, in order: the folders of ``$SAICM_MODELS``
 (``os.pathsep``-separated), ``~/.cache/saicm/models``, and the models shipped inside the package.
@@ -25,7 +30,7 @@ import torch
 from compressai.models import CompressionModel
 from compressai.models.base import get_scale_table
 
-from ..errors import ModelError
+from ..errors import ModelError, SaicmError
 from ..utils.io import atomic_path
 from .registry import create_model, get_architecture
 
@@ -48,6 +53,8 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
 SCALE_LEVELS = 128
 #: The model ``saicm encode`` uses when none is named.
 DEFAULT_MODEL = "sa-icm-mbt-hed-0.05"
+#: How a model file keeps its parameters (see :func:`export_model`).
+STORAGES = ("float32", "float16", "int8")
 
 
 @dataclass
@@ -117,31 +124,46 @@ def export_model(
     arch: str,
     config: dict[str, Any],
     card: dict[str, Any] | None = None,
-    half: bool = False,
+    storage: str = "float32",
 ) -> TrainedModel:
     """Write a trained network as a saicm model file (atomically) and return it loaded.
 
     The entropy models' CDF tables are rebuilt first (``update(force=True)``), so the file codes
-    real bitstreams. ``half`` stores floating-point weights as float16 (half the size); the
-    tables are then rebuilt from the rounded weights so encoder and decoder agree.
+    real bitstreams. ``storage`` is how parameters are kept: ``float32``, ``float16`` (half the
+    size) or ``int8`` (per-channel 8-bit, rANS-coded: under half of float16). The tables are
+    rebuilt from the stored (rounded) weights, so encoder and decoder agree.
     """
+    from ..utils.weight_coding import decode_state, encode_state
+
     get_architecture(arch)
     if not name or len(name.encode()) > 255 or any(c in name for c in "/\\" + os.sep):
         raise ModelError(f"invalid model name {name!r}")
+    if storage not in STORAGES:
+        raise ModelError(f"storage {storage!r}: choose {', '.join(STORAGES)}")
     params = {n for n, _ in net.named_parameters()}
-    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-    if half:  # round parameters only; buffers (CDF tables, constants) keep their precision
-        state = {
-            k: v.half() if k in params and v.is_floating_point() else v for k, v in state.items()
-        }
-    fresh = create_model(arch, **config)
-    fresh.load_state_dict({k: v.float() if k in params else v for k, v in state.items()})
-    fresh.update(scale_table=get_scale_table(levels=SCALE_LEVELS), force=True)
     state = {
-        k: (v.half() if half and k in params and v.is_floating_point() else v)
-        for k, v in fresh.state_dict().items()
+        k: v.detach().cpu().float() if k in params else v.detach().cpu().clone()
+        for k, v in net.state_dict().items()
     }
+    coded = None
+    if storage == "float16":  # round parameters only; buffers (CDF tables) keep their precision
+        state = {k: v.half().float() if k in params else v for k, v in state.items()}
+    elif storage == "int8":  # the quantiles set the entropy bottleneck's range: kept exact
+        coded = encode_state(
+            {k: state[k] for k in params},
+            bits=8,
+            raw=frozenset(k for k in params if k.endswith("quantiles")),
+        )
+        state = {**state, **decode_state(coded)}
+    fresh = create_model(arch, **config)
+    fresh.load_state_dict(state)
+    fresh.update(scale_table=get_scale_table(levels=SCALE_LEVELS), force=True)
+    state = fresh.state_dict()
     digest = weights_hash(state)
+    if storage == "float16":
+        state = {k: v.half() if k in params else v for k, v in state.items()}
+    elif storage == "int8":
+        state = {k: v for k, v in state.items() if k not in params}
     blob = {
         "format": FORMAT,
         "version": VERSION,
@@ -152,6 +174,8 @@ def export_model(
         "hash": digest,
         "card": dict(card or {}),
     }
+    if coded is not None:
+        blob["coded"] = coded
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     _load_file.cache_clear()
@@ -159,17 +183,22 @@ def export_model(
 
 
 def _from_blob(blob: dict[str, Any], path: Path | None) -> TrainedModel:
+    from ..utils.weight_coding import decode_state
+
     arch = blob["arch"]
     config = dict(blob.get("config") or {})
-    state = blob["state_dict"]
+    state = {k: v.float() if v.dtype == torch.float16 else v for k, v in blob["state_dict"].items()}
+    if blob.get("coded") is not None:
+        try:
+            state.update(decode_state(blob["coded"]))
+        except SaicmError as exc:
+            raise ModelError(f"{path}: {exc}") from None
     digest = weights_hash(state)
     if blob.get("hash") and blob["hash"] != digest:
         raise ModelError(f"{path}: weights do not match their recorded hash (file corrupted?)")
     net = create_model(arch, **config)
     try:
-        net.load_state_dict(
-            {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
-        )
+        net.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"{path}: weights do not fit architecture {arch!r} ({first})") from None

@@ -6,6 +6,7 @@ import csv
 import html
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def _plot(points: list[Point], metric: str, title: str, path: Path) -> None:
             [r[i] for i in order],
             [a[i] for i in order],
             marker="o",
-            lw=2.2 if codec == "saicm" else 1.4,
+            lw=1.2 if codec in _CONVENTIONAL else 2.2,
             label=codec,
         )
     ref = [p for p in points if p.codec == ORIGINAL]
@@ -76,9 +77,17 @@ def _plot(points: list[Point], metric: str, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(result: dict[str, Any], out: str | Path, anchor: str = "vvc") -> dict[str, Path]:
-    """Write ``results.json``, ``results.csv``, ``<metric>.png`` plots and ``report.html``."""
+def write_report(
+    result: dict[str, Any], out: str | Path, anchors: Sequence[str] = ("vvc",)
+) -> dict[str, Path]:
+    """Write ``results.json``, ``results.csv``, ``<metric>.png`` plots and ``report.html``.
+
+    Arguments:
+        anchors: codecs every curve gets a BD-rate against (VVC intra, as MPEG VCM does, and for
+            example the plain-MSE model of the same network).
+    """
     out = Path(out)
+    anchors = list(anchors)
     points: list[Point] = result["points"]
     metrics = sorted(
         {
@@ -89,14 +98,17 @@ def write_report(result: dict[str, Any], out: str | Path, anchor: str = "vvc") -
         }
     )
     # BD-rate for accuracies only: for face recall, lower is the goal (privacy).
-    tables = {m: bd_table(points, m, anchor) for m in metrics if m.endswith(("map", "pq"))}
+    tables = {
+        a: {m: bd_table(points, m, a) for m in metrics if m.endswith(("map", "pq"))}
+        for a in anchors
+    }
     files = {"json": out / "results.json", "csv": out / "results.csv", "html": out / "report.html"}
     with atomic_path(files["json"]) as tmp:
         tmp.write_text(
             json.dumps(
                 {
                     **{k: v for k, v in result.items() if k != "points"},
-                    "anchor": anchor,
+                    "anchors": anchors,
                     "points": [asdict(p) for p in points],
                     "bd_rate": tables,
                 },
@@ -125,7 +137,7 @@ def write_report(result: dict[str, Any], out: str | Path, anchor: str = "vvc") -
         files[m] = out / f"{m.replace('/', '_')}.png"
         pseudo = "pseudo" in result["ground_truth"] and not m.startswith("privacy")
         _plot(points, m, f"{m}" + (" (pseudo ground truth)" if pseudo else ""), files[m])
-    _html(result, out, files, tables, metrics, anchor)
+    _html(result, out, files, tables, metrics)
     return files
 
 
@@ -188,9 +200,8 @@ def _html(
     result: dict[str, Any],
     out: Path,
     files: dict[str, Path],
-    tables: dict[str, list[dict[str, Any]]],
+    tables: dict[str, dict[str, list[dict[str, Any]]]],
     metrics: list[str],
-    anchor: str,
 ) -> None:
     points: list[Point] = result["points"]
     keys = sorted({k for p in points for k in p.metrics})
@@ -214,17 +225,23 @@ def _html(
         cls = ' class="missing"' if p.errors or p.missing else ""
         rows.append(f"<tr{cls}>" + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "</tr>")
     bd = []
-    for m, table in tables.items():
-        body = "".join(
-            f"<tr><td>{esc(r['codec'])}</td><td>"
-            + (f"{r['bd_rate']:+.1f} %" if r["bd_rate"] is not None else "n/a")
-            + f"</td><td>{esc(r['note'])}</td></tr>"
-            for r in table
-        )
-        bd.append(
-            f"<h3>{esc(m)}</h3><table><tr><th>codec</th><th>BD-rate vs {esc(anchor)}"
-            f"</th><th>note</th></tr>{body}</table>"
-        )
+    anchors = list(tables)
+    for m in next(iter(tables.values()), {}):
+        by_anchor = {a: {r["codec"]: r for r in tables[a][m]} for a in anchors}
+        codecs = list(dict.fromkeys(c for a in anchors for c in by_anchor[a]))
+        body = ""
+        for c in codecs:
+            body += f"<tr><td>{esc(c)}</td>"
+            for a in anchors:
+                r = by_anchor[a].get(c)
+                value = (
+                    "" if r is None else "n/a" if r["bd_rate"] is None else f"{r['bd_rate']:+.1f} %"
+                )
+                note = f' title="{esc(r["note"])}"' if r and r["note"] else ""
+                body += f"<td{note}>{value}</td>"
+            body += "</tr>"
+        head_bd = "".join(f"<th>vs {esc(a)}</th>" for a in anchors)
+        bd.append(f"<h3>{esc(m)}</h3><table><tr><th>codec</th>{head_bd}</tr>{body}</table>")
     plots = "".join(f'<img class=plot src="{files[m].name}" alt="{esc(m)}">' for m in metrics)
     bad = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in result["bad_images"].items())
     bad += "".join(f"<li>task {esc(t)} could not run</li>" for t in result.get("missing_tasks", []))
@@ -238,8 +255,9 @@ img.plot{{max-width:640px}}</style></head><body>
 coded files / pixels. Accuracy: COCO mAP@[.5:.95] ("map") and mAP@.5 ("map50") with pycocotools.
 </p>{f"<p>Left out:</p><ul>{bad}</ul>" if bad else ""}
 <h2>Rate-accuracy curves</h2>{plots}
-<h2>BD-rate against {esc(anchor)}</h2>
-<p>Negative: fewer bits for the same accuracy.</p>{"".join(bd)}
+<h2>BD-rate against {esc(", ".join(anchors))}</h2>
+<p>Negative: fewer bits for the same accuracy (hover a cell: why a value is missing).</p>
+{"".join(bd)}
 <h2>All points</h2><table><tr>{head}</tr>{"".join(rows)}</table>
 <h2>Examples</h2>{_examples(out, result, points)}
 </body></html>"""

@@ -163,6 +163,7 @@ def evaluate(
     errors: dict[tuple[str, str], list[str]] = {}
     cache_keys: dict[tuple[str, str], str] = {}
     todo = []  # (codec, setting, key, image, cell path, keep path) of the cells to compute
+    names = {t.name for t in tasks}
     for codec, setting in jobs:
         cname = codec.name if codec else ORIGINAL
         key = (cname, setting)
@@ -176,8 +177,10 @@ def evaluate(
         for i, p in enumerate(ok):
             path = cell_path(out, cname, cache_keys[key], p.stem)
             if path.exists():
-                cells[key][p.stem] = json.loads(path.read_text())
-                continue
+                rec = json.loads(path.read_text())
+                if names <= rec.get("predictions", {}).keys():
+                    cells[key][p.stem] = rec
+                    continue  # else cached by a run with fewer tasks: compute it again
             keep = decoded_path(out, cname, cache_keys[key], p.stem) if i < keep_images else None
             todo.append((codec, setting, key, p, path, keep))
 

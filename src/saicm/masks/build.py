@@ -43,10 +43,9 @@ class BuildSummary:
 
     def lines(self) -> list[str]:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
-        out = [
-            f"images {self.done} made, {self.skipped} already done, {len(self.failures)} failed",
-            f"mean mask fraction {self.mean_fraction:.4f}, {rate:.2f} images/s",
-        ]
+        out = [f"images {self.done} made, {self.skipped} already done, {len(self.failures)} failed"]
+        if self.done:  # nothing to say of fractions or speed when every mask was already there
+            out.append(f"mean mask fraction {self.mean_fraction:.4f}, {rate:.2f} images/s")
         out += [f"failed: {p}: {why}" for p, why in self.failures.items()]
         return out
 

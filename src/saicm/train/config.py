@@ -27,6 +27,9 @@ class TrainConfig:
         loss: ``mse`` (Eq. 1), ``region`` (Eq. 3) or ``edge`` (SA-ICM, Eq. 5).
         lmbda: rate-distortion trade-off (distortion weight on 255^2 * MSE).
         arch: registered architecture; ``arch_config`` overrides its defaults.
+        init: a saicm model (installed name or file) whose weights start the run, e.g. a plain
+            MSE model that every loss and lambda of a study is fine-tuned from; None starts from
+            random weights.
         steps: optimisation steps in all.
         batch_size: global batch (split over ranks and ``accumulate`` micro-batches).
         accumulate: micro-batches per rank per step (gradient accumulation).
@@ -51,6 +54,7 @@ class TrainConfig:
     lmbda: float = 0.05
     arch: str = "mbt2018-mean"
     arch_config: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
     steps: int = 10000
     batch_size: int = 8
     accumulate: int = 1

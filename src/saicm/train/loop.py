@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from ..codec.registry import create_model, get_architecture
-from ..codec.zoo import TrainedModel, export_model
+from ..codec.zoo import TrainedModel, export_model, load_model
 from ..errors import SaicmError
 from ..image import list_images
 from ..utils.io import atomic_path
@@ -56,6 +56,20 @@ def _noise_seed(seed: int, step: int, micro: int) -> int:
 
 
 @torch.no_grad()
+def _load_init(net: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Start from the weights of the model ``cfg.init`` (same architecture and config)."""
+    start = load_model(cfg.init)
+    wanted = {**get_architecture(cfg.arch).config, **cfg.arch_config}
+    if start.arch != cfg.arch or start.config != wanted:
+        raise SaicmError(
+            f"--init {cfg.init}: a {start.arch!r} model {start.config}, not {cfg.arch!r} {wanted}"
+        )
+    # Parameters, not the CDF tables (rebuilt at export); float16 files widen to float32.
+    params = dict(net.named_parameters())
+    state = {k: v.float() if k in params else v for k, v in start.net.state_dict().items()}
+    net.load_state_dict(state)
+
+
 def validate(
     net: torch.nn.Module, images: str, masks: str | None, device: torch.device
 ) -> dict[str, float]:
@@ -164,7 +178,10 @@ def train(
         cfg.save(out / "config.yaml")
 
     torch.manual_seed(cfg.seed)
-    net = create_model(cfg.arch, **cfg.arch_config).to(device)
+    net = create_model(cfg.arch, **cfg.arch_config)
+    if cfg.init and not resume:
+        _load_init(net, cfg)
+    net = net.to(device)
     net.train()
     aux_params = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
     main_params = [p for n, p in net.named_parameters() if not n.endswith(".quantiles")]
@@ -306,6 +323,7 @@ def train(
         "batch_size": cfg.batch_size,
         "images": cfg.images,
         "masks": cfg.masks,
+        "init": cfg.init,
         **cfg.card,
     }
     arch_config = {**get_architecture(cfg.arch).config, **cfg.arch_config}
@@ -316,5 +334,5 @@ def train(
         arch=cfg.arch,
         config=arch_config,
         card=card,
-        half=True,
+        storage="int8",
     )

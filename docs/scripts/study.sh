@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The rate-accuracy study of docs/RESULTS.md: one plain-MSE base model, then every loss and
+# lambda fine-tuned from it for the same number of steps (equal training budget).
+# Resumable: run it again after a kill and every finished model is kept, an unfinished run
+# continues from its last checkpoint. Usage: bash docs/scripts/study.sh [STEPS]
+set -euo pipefail
+SAICM=${SAICM:-saicm}
+D=data/offline
+STEPS=${1:-800}
+COMMON=(--arch mbt2018-mean --crop 128 --batch-size 8 --checkpoint-every 250 --log-every 50)
+
+run() {  # run NAME ARGS...: train runs/NAME unless its model is already exported
+    local name=$1; shift
+    [[ -f runs/$name/model.pt ]] && return 0
+    local resume=()
+    [[ -f runs/$name/checkpoint.pt ]] && resume=(--resume)
+    "$SAICM" train -o "runs/$name" --name "$name" "${COMMON[@]}" "$@" "${resume[@]}"
+}
+
+[[ -d $D/train ]] || "$SAICM" data offline-corpus -o $D
+for src in hed objects felzenszwalb; do
+    "$SAICM" masks $D/train -o $D/masks-$src --source $src
+done
+"$SAICM" masks $D/train -o $D/masks-hed-0.3 --source hed --threshold 0.3
+
+# The base: plain MSE from random weights, 3,000 steps.
+run base-mse-mbt --images $D/train --loss mse --lmbda 0.0067 --lr 3e-4 --steps 3000
+BASE=runs/base-mse-mbt/model.pt
+FT=(--images $D/train --init $BASE --lr 2e-4 --steps "$STEPS")
+
+# Four rate points per loss; lambdas chosen so the three curves cover the same bpp range
+# (the edge mask covers ~11% of the pixels, the object masks of this corpus ~5.5%: a smaller mask needs a larger lambda).
+for l in 0.0018 0.0035 0.0067 0.013; do run mse-mbt-$l "${FT[@]}" --loss mse --lmbda $l; done
+for l in 0.007 0.014 0.027 0.05; do
+    run sa-icm-mbt-hed-$l "${FT[@]}" --loss edge --masks $D/masks-hed --lmbda $l
+done
+for l in 0.014 0.027 0.05 0.1; do
+    run region-mbt-$l "${FT[@]}" --loss region --masks $D/masks-objects --lmbda $l
+done
+# Edge sources and edge density (the paper's alpha study) at one lambda.
+run sa-icm-mbt-felzenszwalb-0.027 "${FT[@]}" --loss edge --masks $D/masks-felzenszwalb --lmbda 0.027
+run sa-icm-mbt-hed0.3-0.027 "${FT[@]}" --loss edge --masks $D/masks-hed-0.3 --lmbda 0.027

@@ -1,0 +1,182 @@
+"""Quantise network weights per channel and entropy-code them with rANS.
+
+One coder for every place the project stores weights compactly: shipped image-codec models and
+NeRV video bitstreams (NeRV, Chen et al., NeurIPS 2021, section 3.3: pruning, 8-bit quantisation,
+entropy coding of the weights). A tensor of at least ``min_numel`` floating-point values becomes
+``round(w / s)`` with one symmetric scale ``s`` per output channel (dimension 0), and its integers
+are coded with compressai's rANS coder under the tensor's own histogram; pruned (zero) weights
+thus cost a fraction of a bit. Smaller tensors (biases, norms) and integer buffers are stored raw.
+
+Layout (little-endian)::
+
+    b"SAIW" u8 version u32 count, then per tensor:
+      u16 name length, name (UTF-8), u8 kind (0 raw, 1 coded), u8 dtype, u8 ndim, u32 dims...
+      raw:   the tensor's bytes
+      coded: u8 bits, f32 scale x dim0, i32 qmin, u32 cdf length, i32 cdf..., u32 n, rANS bytes
+    u32 CRC-32 of everything before it
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from ..errors import SaicmError
+
+__all__ = ["decode_state", "dequantize", "encode_state", "quantize"]
+
+MAGIC = b"SAIW"
+VERSION = 1
+PRECISION = 16  # bits of the rANS frequency tables
+
+_DTYPES = [
+    torch.float32,
+    torch.float16,
+    torch.bfloat16,
+    torch.float64,
+    torch.int64,
+    torch.int32,
+    torch.int16,
+    torch.int8,
+    torch.uint8,
+    torch.bool,
+]
+
+
+def quantize(w: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-output-channel quantisation: ``(q, scale)`` with ``w ~ q * scale``.
+
+    ``q`` holds integers in ``[-(2^(bits-1) - 1), 2^(bits-1) - 1]``; ``scale`` one float32 per
+    slice of dimension 0 (a channel with all weights zero gets scale 1 and codes as zeros).
+    """
+    if not 2 <= bits <= 16:
+        raise SaicmError(f"quantisation bits must be 2..16, not {bits}")
+    w = w.detach().float().cpu()
+    flat = w.reshape(w.shape[0], -1) if w.dim() > 0 else w.reshape(1, 1)
+    top = flat.abs().amax(dim=1)
+    levels = 2 ** (bits - 1) - 1
+    scale = torch.where(top > 0, top / levels, torch.ones_like(top))
+    q = torch.round(flat / scale[:, None]).clamp_(-levels, levels).to(torch.int32)
+    return q.reshape(w.shape), scale
+
+
+def dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``q * scale`` per output channel, in float32 (the same on every machine)."""
+    flat = q.reshape(q.shape[0], -1).float() if q.dim() > 0 else q.reshape(1, 1).float()
+    return (flat * scale[:, None]).reshape(q.shape)
+
+
+def _cdf(symbols: np.ndarray, qmin: int, qmax: int) -> list[int]:
+    from compressai._CXX import pmf_to_quantized_cdf
+
+    counts = np.bincount(symbols - qmin, minlength=qmax - qmin + 1).astype(np.float64)
+    pmf = counts / counts.sum()
+    # The last slot is the coder's escape symbol: never used, so the smallest mass it can have.
+    return list(pmf_to_quantized_cdf([*pmf.tolist(), 0.0], PRECISION))
+
+
+def encode_state(
+    state: Mapping[str, torch.Tensor],
+    bits: int = 8,
+    min_numel: int = 256,
+    raw: frozenset[str] = frozenset(),
+) -> bytes:
+    """Code a state dict: floating tensors of >= ``min_numel`` values quantised to ``bits`` and
+    rANS-coded, the rest (and the names in ``raw``) stored as they are."""
+    from compressai.ans import RansEncoder
+
+    out = bytearray(MAGIC + struct.pack("<BI", VERSION, len(state)))
+    for name, t in state.items():
+        t = t.detach().cpu().contiguous()
+        if t.dtype not in _DTYPES:
+            raise SaicmError(f"{name}: cannot store dtype {t.dtype}")
+        key = name.encode()
+        coded = t.is_floating_point() and t.numel() >= min_numel and t.dim() > 0
+        coded = coded and name not in raw
+        out += struct.pack("<H", len(key)) + key
+        out += struct.pack(f"<BBB{t.dim()}I", int(coded), _DTYPES.index(t.dtype), t.dim(), *t.shape)
+        if not coded:
+            data = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
+            out += data.numpy().tobytes()
+            continue
+        q, scale = quantize(t, bits)
+        symbols = q.flatten().numpy()
+        qmin, qmax = int(symbols.min()), int(symbols.max())
+        cdf = _cdf(symbols, qmin, qmax)
+        stream = RansEncoder().encode_with_indexes(
+            symbols.tolist(), [0] * symbols.size, [cdf], [len(cdf)], [qmin]
+        )
+        out += struct.pack("<B", bits) + scale.numpy().astype("<f4").tobytes()
+        out += struct.pack(f"<iI{len(cdf)}i", qmin, len(cdf), *cdf)
+        out += struct.pack("<I", len(stream)) + stream
+    out += struct.pack("<I", zlib.crc32(out))
+    return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise SaicmError("coded weights are truncated")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def unpack(self, fmt: str) -> tuple:
+        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))
+
+
+def decode_state(data: bytes) -> dict[str, torch.Tensor]:
+    """The tensors of :func:`encode_state` (coded ones dequantised to their original dtype).
+
+    Raises :class:`SaicmError` on anything that is not a complete, intact weight stream.
+    """
+    from compressai.ans import RansDecoder
+
+    if len(data) < len(MAGIC) + 9 or data[:4] != MAGIC:
+        raise SaicmError("not a saicm weight stream")
+    body, (crc,) = data[:-4], struct.unpack("<I", data[-4:])
+    if zlib.crc32(body) != crc:
+        raise SaicmError("coded weights are corrupted (checksum mismatch)")
+    r = _Reader(body)
+    r.take(4)
+    version, count = r.unpack("BI")
+    if version != VERSION:
+        raise SaicmError(f"weight stream version {version} not supported")
+    state: dict[str, torch.Tensor] = {}
+    for _ in range(count):
+        (n,) = r.unpack("H")
+        name = r.take(n).decode("utf-8", "replace")
+        coded, dtype_code, ndim = r.unpack("BBB")
+        if dtype_code >= len(_DTYPES):
+            raise SaicmError(f"{name}: unknown dtype code {dtype_code}")
+        dtype = _DTYPES[dtype_code]
+        shape = r.unpack(f"{ndim}I")
+        numel = int(np.prod(shape)) if shape else 1
+        if not coded:
+            storage = torch.int16 if dtype == torch.bfloat16 else dtype
+            size = numel * torch.empty((), dtype=storage).element_size()
+            arr = np.frombuffer(r.take(size), dtype=torch.empty((), dtype=storage).numpy().dtype)
+            t = torch.from_numpy(arr.copy()).reshape(shape)
+            state[name] = t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
+            continue
+        if ndim == 0:
+            raise SaicmError(f"{name}: a coded tensor needs a shape")
+        r.take(1)  # the bit depth: informative, the scales carry everything needed
+        scale = torch.from_numpy(np.frombuffer(r.take(4 * shape[0]), "<f4").copy())
+        qmin, length = r.unpack("iI")
+        cdf = list(r.unpack(f"{length}i"))
+        (size,) = r.unpack("I")
+        stream = r.take(size)
+        symbols = RansDecoder().decode_with_indexes(stream, [0] * numel, [cdf], [length], [qmin])
+        q = torch.tensor(symbols, dtype=torch.int32).reshape(shape)
+        state[name] = dequantize(q, scale).to(dtype)
+    if r.pos != len(body):
+        raise SaicmError("coded weights have trailing bytes")
+    return state
