@@ -437,6 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-o", "--output", required=True, help="report folder")
     ev.set_defaults(func=cmd_eval)
 
+    from .video.cli import add_video_parser
+
+    add_video_parser(sub)
+
     dd = sub.add_parser("data", help="data sets").add_subparsers(dest="what", required=True)
     oc = dd.add_parser(
         "offline-corpus",

@@ -159,11 +159,11 @@ def export_model(
     fresh.load_state_dict(state)
     fresh.update(scale_table=get_scale_table(levels=SCALE_LEVELS), force=True)
     state = fresh.state_dict()
-    digest = weights_hash(state)
     if storage == "float16":
         state = {k: v.half() if k in params else v for k, v in state.items()}
     elif storage == "int8":
         state = {k: v for k, v in state.items() if k not in params}
+    digest = weights_hash(_stored_weights(state, coded))
     blob = {
         "format": FORMAT,
         "version": VERSION,
@@ -182,18 +182,23 @@ def export_model(
     return _from_blob(blob, Path(path))
 
 
-def _from_blob(blob: dict[str, Any], path: Path | None) -> TrainedModel:
+def _stored_weights(state: dict[str, torch.Tensor], coded: bytes | None) -> dict[str, torch.Tensor]:
+    """The weights a file holds, as its hash covers them: float16 tensors as float16, coded
+    (int8) parameters as they decode."""
     from ..utils.weight_coding import decode_state
 
+    return {**state, **decode_state(coded)} if coded is not None else dict(state)
+
+
+def _from_blob(blob: dict[str, Any], path: Path | None) -> TrainedModel:
     arch = blob["arch"]
     config = dict(blob.get("config") or {})
-    state = {k: v.float() if v.dtype == torch.float16 else v for k, v in blob["state_dict"].items()}
-    if blob.get("coded") is not None:
-        try:
-            state.update(decode_state(blob["coded"]))
-        except SaicmError as exc:
-            raise ModelError(f"{path}: {exc}") from None
-    digest = weights_hash(state)
+    try:
+        stored = _stored_weights(blob["state_dict"], blob.get("coded"))
+    except SaicmError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    digest = weights_hash(stored)
+    state = {k: v.float() if v.dtype == torch.float16 else v for k, v in stored.items()}
     if blob.get("hash") and blob["hash"] != digest:
         raise ModelError(f"{path}: weights do not match their recorded hash (file corrupted?)")
     net = create_model(arch, **config)

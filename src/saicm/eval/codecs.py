@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..errors import SaicmError
 
-__all__ = ["CODECS", "Codec", "Coded", "parse_codec"]
+__all__ = ["CODECS", "Codec", "Coded", "ffmpeg_exe", "parse_codec"]
 
 
 @dataclass
@@ -90,7 +90,7 @@ class PillowCodec(Codec):
         return Coded(decoded, len(data), t_enc, time.perf_counter() - t)
 
 
-def _ffmpeg() -> str:
+def ffmpeg_exe() -> str:
     try:
         import imageio_ffmpeg
 
@@ -126,14 +126,14 @@ class FfmpegCodec(Codec):
 
     def available(self) -> str | None:
         try:
-            exe = _ffmpeg()
+            exe = ffmpeg_exe()
         except SaicmError as exc:
             return str(exc)
         out = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True)
         return None if self.encoder in out.stdout else f"this ffmpeg has no {self.encoder}"
 
     def code(self, image: np.ndarray, setting: str) -> Coded:
-        exe = _ffmpeg()
+        exe = ffmpeg_exe()
         h, w = image.shape[:2]
         # 4:2:0 needs even sides: pad by replicating the edge, crop after decoding.
         ph, pw = (h % 2, w % 2) if self.pix_fmt.startswith("yuv420") else (0, 0)

@@ -14,9 +14,7 @@ micro-batches.
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +29,7 @@ from ..codec.zoo import TrainedModel, export_model, load_model
 from ..errors import SaicmError
 from ..image import list_images
 from ..utils.io import atomic_path
+from ..utils.runs import RunLogs, dist_env
 from .config import TrainConfig
 from .data import MaskedImageFolder, MicroBatches
 from .loss import RateDistortionLoss
@@ -38,17 +37,6 @@ from .loss import RateDistortionLoss
 __all__ = ["train", "validate"]
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def _dist_env() -> tuple[int, int, int]:
-    """(rank, world size, local rank): from torchrun's variables, else a single process."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return (
-            int(os.environ["RANK"]),
-            int(os.environ["WORLD_SIZE"]),
-            int(os.environ.get("LOCAL_RANK", 0)),
-        )
-    return 0, 1, 0
 
 
 def _noise_seed(seed: int, step: int, micro: int) -> int:
@@ -101,48 +89,6 @@ def validate(
     return res
 
 
-class _Logs:
-    """CSV (train.csv, val.csv) and TensorBoard, written by rank 0 only."""
-
-    def __init__(self, out: Path, enabled: bool) -> None:
-        self.enabled = enabled
-        self.out = out
-        self.tb = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(out / "tensorboard"))
-            except ImportError:  # TensorBoard is optional; the CSV logs are not
-                self.tb = None
-
-    def row(self, name: str, step: int, values: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        path = self.out / f"{name}.csv"
-        fresh = not path.exists()
-        with path.open("a", newline="") as f:
-            w = csv.writer(f)
-            if fresh:
-                w.writerow(["step", *values])
-            w.writerow([step, *(f"{v:.6g}" for v in values.values())])
-        if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{name}/{k}", v, step)
-            self.tb.flush()
-
-    def truncate(self, step: int) -> None:
-        """Drop rows past ``step`` (written after the checkpoint a resumed run starts from)."""
-        if not self.enabled:
-            return
-        for name in ("train", "val"):
-            path = self.out / f"{name}.csv"
-            if path.exists():
-                lines = path.read_text().splitlines()
-                keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= step]
-                path.write_text("\n".join(keep) + "\n")
-
-
 def train(
     cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True
 ) -> TrainedModel | None:
@@ -153,7 +99,7 @@ def train(
     """
     from tqdm import tqdm
 
-    rank, world, local_rank = _dist_env()
+    rank, world, local_rank = dist_env()
     cfg.validate(world)
     out = Path(out)
     ckpt_path = out / CHECKPOINT
@@ -210,7 +156,7 @@ def train(
     amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and cuda)
     criterion = RateDistortionLoss(cfg.lmbda)
-    logs = _Logs(out, rank == 0)
+    logs = RunLogs(out, rank == 0)
     if resume:
         logs.truncate(step)
 

@@ -1,0 +1,62 @@
+"""What every training job shares: its place under torchrun, and its logs (CSV + TensorBoard)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+__all__ = ["RunLogs", "dist_env"]
+
+
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank): from torchrun's variables, else a single process."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return (
+            int(os.environ["RANK"]),
+            int(os.environ["WORLD_SIZE"]),
+            int(os.environ.get("LOCAL_RANK", 0)),
+        )
+    return 0, 1, 0
+
+
+class RunLogs:
+    """CSV (train.csv, val.csv) and TensorBoard, written by rank 0 only."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.out = out
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:  # TensorBoard is optional; the CSV logs are not
+                self.tb = None
+
+    def row(self, name: str, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        path = self.out / f"{name}.csv"
+        fresh = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.writer(f)
+            if fresh:
+                w.writerow(["step", *values])
+            w.writerow([step, *(f"{v:.6g}" for v in values.values())])
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{name}/{k}", v, step)
+            self.tb.flush()
+
+    def truncate(self, step: int) -> None:
+        """Drop rows past ``step`` (written after the checkpoint a resumed run starts from)."""
+        if not self.enabled:
+            return
+        for name in ("train", "val"):
+            path = self.out / f"{name}.csv"
+            if path.exists():
+                lines = path.read_text().splitlines()
+                keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= step]
+                path.write_text("\n".join(keep) + "\n")

@@ -1,0 +1,202 @@
+"""``saicm video eval``: NeRV / SA-NeRV bitstreams against HEVC and VVC on one clip.
+
+For every ``.snv`` file: decode (timed: frames per second), PSNR against the original frames,
+bpp from the file, and detection mAP of the bundled COCO detector on the decoded frames against
+pseudo ground truth (its confident detections on the original frames), or against COCO-style
+annotations of the frames when given. HEVC (x265) and VVC (vvenc) code the same frames as a
+video (inter prediction, one file per QP) for anchors at similar rates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SaicmError
+from ..eval.codecs import ffmpeg_exe
+from ..eval.metrics import coco_map, pseudo_ground_truth
+from ..utils.io import atomic_path
+from .bitstream import decode_frames, read_snv
+
+__all__ = ["VideoPoint", "code_video", "evaluate_video", "psnr"]
+
+#: ffmpeg encoders of the video anchors and how a QP is passed to them.
+ANCHORS = {
+    "hevc": ("libx265", ["-x265-params", "qp={}:log-level=error"], "hevc", ()),
+    "vvc": ("libvvenc", ["-qp", "{}"], "vvc", ("-preset", "faster")),
+}
+
+
+@dataclass
+class VideoPoint:
+    """One coded version of the clip."""
+
+    codec: str
+    setting: str
+    bpp: float
+    psnr: float
+    decode_fps: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR (dB) over all frames and pixels of two uint8 clips."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * math.log10(255**2 / mse) if mse > 0 else math.inf
+
+
+def code_video(
+    frames: np.ndarray, codec: str, qp: int, fps: float = 30.0
+) -> tuple[np.ndarray, int, float]:
+    """Code ``frames`` with an ffmpeg anchor (``hevc`` or ``vvc``, 4:2:0, constant QP): the
+    decoded frames, the bitstream's bytes and the decode time in seconds."""
+    if codec not in ANCHORS:
+        raise SaicmError(f"video anchor {codec!r}: choose {', '.join(ANCHORS)}")
+    encoder, param, fmt, extra = ANCHORS[codec]
+    exe = ffmpeg_exe()
+    t, h, w, _ = frames.shape
+    ph, pw = h % 2, w % 2
+    src = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else frames
+    with tempfile.TemporaryDirectory(prefix="saicm-") as tmp:
+        bits = Path(tmp) / f"clip.{fmt}"
+        enc = [
+            exe, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "-s", f"{w + pw}x{h + ph}", "-r", f"{fps or 30.0:g}", "-i", "-",
+            "-c:v", encoder, *(p.format(qp) for p in param), *extra,
+            "-pix_fmt", "yuv420p", "-f", fmt, str(bits),
+        ]  # fmt: skip
+        r = subprocess.run(enc, input=np.ascontiguousarray(src).tobytes(), capture_output=True)
+        if r.returncode or not bits.exists():
+            raise SaicmError(f"{codec} encoder failed: {r.stderr.decode()[-300:]}")
+        start = time.perf_counter()
+        dec = [exe, "-v", "error", "-i", str(bits), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+        r = subprocess.run(dec, capture_output=True)
+        seconds = time.perf_counter() - start
+        if r.returncode:
+            raise SaicmError(f"{codec} decoder failed: {r.stderr.decode()[-300:]}")
+        decoded = np.frombuffer(r.stdout, np.uint8).reshape(-1, h + ph, w + pw, 3)[:, :h, :w]
+        if len(decoded) != t:
+            raise SaicmError(f"{codec} decoded {len(decoded)} of {t} frames")
+        return decoded, bits.stat().st_size, seconds
+
+
+def evaluate_video(
+    original: np.ndarray,
+    streams: dict[str, str | Path],
+    anchors: Sequence[tuple[str, int]] = (),
+    fps: float = 30.0,
+    annotations: dict[str, Any] | None = None,
+    detect: bool = True,
+    progress: bool = True,
+) -> list[VideoPoint]:
+    """Score ``.snv`` files (label -> file) and anchors (codec, QP) on the ``original`` clip.
+
+    Arguments:
+        original: the clip the files code, ``(T, H, W, 3)`` uint8.
+        streams: label -> ``.snv`` file.
+        anchors: ``(hevc|vvc, qp)`` pairs.
+        annotations: COCO dataset whose image ids are frame numbers (1-based); None for pseudo
+            ground truth from the original frames.
+        detect: run the detector (mAP); off for a quick rate-PSNR table.
+    """
+    from tqdm import tqdm
+
+    t, h, w, _ = original.shape
+    coded: list[tuple[str, str, np.ndarray, int, float]] = []
+    for label, path in streams.items():
+        stream = read_snv(path)
+        c = stream.net.config
+        if (stream.frames, c.height, c.width) != (t, h, w):
+            raise SaicmError(
+                f"{path}: codes {stream.frames} frames of {c.width}x{c.height}, "
+                f"the clip has {t} of {w}x{h} (same --size / --max-frames as in training?)"
+            )
+        start = time.perf_counter()
+        frames = decode_frames(stream.net, stream.frames)
+        coded.append((label, Path(path).name, frames, stream.nbytes, time.perf_counter() - start))
+    for codec, qp in anchors:
+        frames, nbytes, seconds = code_video(original, codec, qp, fps)
+        coded.append((codec, str(qp), frames, nbytes, seconds))
+
+    detector = None
+    if detect:
+        from ..eval.tasks import create_task
+
+        detector = create_task("detection")
+        ids = list(range(1, t + 1))
+        if annotations is None:
+            preds = {i: detector.predict(f) for i, f in zip(ids, original, strict=True)}
+            annotations = pseudo_ground_truth(preds, {i: (h, w) for i in ids})
+    points = []
+    for label, setting, frames, nbytes, seconds in tqdm(
+        coded, disable=not progress, desc="video eval", unit="version"
+    ):
+        point = VideoPoint(
+            label, setting, 8 * nbytes / (t * h * w), psnr(original, frames), t / seconds
+        )
+        if detector is not None and annotations is not None:
+            results = [
+                {**p, "image_id": i}
+                for i, f in zip(range(1, t + 1), frames, strict=True)
+                for p in detector.predict(f)
+            ]
+            point.metrics = coco_map(annotations, results)
+        points.append(point)
+    return points
+
+
+def write_video_report(points: list[VideoPoint], out: str | Path, title: str) -> dict[str, Path]:
+    """``results.json``, ``results.md`` (a table) and ``map.png`` (mAP against bpp)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": out / "results.json", "md": out / "results.md"}
+    with atomic_path(files["json"]) as tmp:
+        tmp.write_text(
+            json.dumps({"title": title, "points": [asdict(p) for p in points]}, indent=1)
+        )
+    lines = [
+        f"### {title}",
+        "",
+        "| codec | setting | bpp | PSNR (dB) | mAP | mAP@.5 | decode fps |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        m = p.metrics
+        lines.append(
+            f"| {p.codec} | {p.setting} | {p.bpp:.4f} | {p.psnr:.2f} | "
+            f"{m.get('map', math.nan):.3f} | {m.get('map50', math.nan):.3f} | {p.decode_fps:.1f} |"
+        )
+    if points and points[0].metrics:
+        lines += ["", f"Objects in the ground truth: {points[0].metrics.get('objects', 0)}."]
+    with atomic_path(files["md"]) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    if any(math.isfinite(p.metrics.get("map", math.nan)) for p in points):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+        for codec in dict.fromkeys(p.codec for p in points):
+            pts = sorted((p.bpp, p.metrics["map"]) for p in points if p.codec == codec)
+            ax.plot(*zip(*pts, strict=True), marker="o", label=codec)
+        ax.set_xlabel("bits per pixel (from the files)")
+        ax.set_ylabel("detection mAP")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        files["png"] = out / "map.png"
+        with atomic_path(files["png"]) as tmp:
+            fig.savefig(tmp, format="png")
+        plt.close(fig)
+    return files

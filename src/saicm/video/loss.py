@@ -1,0 +1,67 @@
+"""NeRV's loss and SA-NeRV's edge-masked term (../shared/PAPER.md section 4).
+
+``nerv``:    ``0.7 * L1(x, x_hat) + 0.3 * (1 - SSIM(x, x_hat))`` (NeRV's "Fusion6" loss).
+``sa-nerv``: ``nerv + beta * L1(x*s, x_hat*s) + (1 - beta) * (1 - SSIM(x*s, x_hat*s))``, with
+``s`` the edge mask of each frame, averaged over the frames of the batch. Where ``s`` is empty
+both masked images are zero, so the edge term is zero there and passes no gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["LOSSES", "VideoLoss", "ssim"]
+
+LOSSES = ("nerv", "sa-nerv")
+
+
+def _gaussian(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, per_image: bool = False) -> torch.Tensor:
+    """SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, data range 1) of ``(B, C, H, W)``
+    images in [0, 1]; the mean, or one value per image with ``per_image``."""
+    c = a.shape[1]
+    g = _gaussian().to(a)
+    kx, ky = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(x, kx, groups=c), ky, groups=c)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
+    return s.flatten(1).mean(1) if per_image else s.mean()
+
+
+class VideoLoss(torch.nn.Module):
+    """``nerv`` or ``sa-nerv`` (with ``beta``) on a batch of frames and their edge masks."""
+
+    def __init__(self, kind: str = "nerv", beta: float = 0.5) -> None:
+        super().__init__()
+        if kind not in LOSSES:
+            raise ValueError(f"loss {kind!r}: choose {', '.join(LOSSES)}")
+        self.kind, self.beta = kind, beta
+
+    def forward(
+        self, x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        out = {"l1": (x_hat - x).abs().mean(), "ssim": ssim(x_hat, x)}
+        out["loss"] = 0.7 * out["l1"] + 0.3 * (1 - out["ssim"])
+        if self.kind == "sa-nerv":
+            if mask is None:
+                raise ValueError("the sa-nerv loss needs edge masks")
+            xm, ym = x * mask, x_hat * mask
+            edge = self.beta * (ym - xm).abs().mean() + (1 - self.beta) * (1 - ssim(ym, xm))
+            out["edge"] = edge
+            out["loss"] = out["loss"] + edge
+        return out
