@@ -36,3 +36,26 @@ def test_demo_writes_its_pictures(tmp_path, capsys):
     assert facts["bpp"] == 8 * (tmp_path / "astronaut.sic").stat().st_size / (512 * 512)
     assert "detections" in capsys.readouterr().out
     assert np.isfinite(facts["psnr"])
+
+
+def test_every_shipped_model_loads_with_a_complete_card():
+    from saicm.codec.zoo import SHIPPED_DIR
+
+    files = sorted(SHIPPED_DIR.glob("*.pt"))
+    families = {f.stem.rsplit("-", 1)[0] for f in files}
+    assert {"sa-icm-mbt-hed", "region-mbt", "mse-mbt"} <= families
+    for f in files:
+        model = load_model(f)
+        card = model.card
+        assert card["loss"] in ("edge", "region", "mse") and card["steps"] > 0
+        assert {"data", "mask_source", "recipe", "val", "lmbda"} <= card.keys()
+        assert 0 < card["val"]["bpp"] < 2 and 15 < card["val"]["psnr"] < 45
+        assert f.stat().st_size < 8e6  # 8-bit coded weights
+    for family in ("sa-icm-mbt-hed", "mse-mbt"):  # region learning collapses (RESULTS.md)
+        rates = sorted(
+            (load_model(f).card["lmbda"], load_model(f).card["val"]["bpp"])
+            for f in files
+            if f.stem.rsplit("-", 1)[0] == family
+        )
+        assert len(rates) >= 3
+        assert [b for _, b in rates] == sorted(b for _, b in rates)  # lambda up, rate up

@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from saicm import decode, encode
-    from saicm.codec.zoo import load_model
+    from saicm.codec.zoo import coded_tensor, load_model
     from saicm.image import list_images, load_image
     from saicm.utils.io import atomic_path
 
@@ -55,6 +55,8 @@ def main() -> None:
         bpp = bits / pixels
         psnr = float(np.mean([10 * math.log10(255**2 / m) for m in mses]))
         blob = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+        if isinstance(blob.get("coded"), bytes):  # files of runs before coded_tensor()
+            blob["coded"] = coded_tensor(blob["coded"])
         card = blob["card"]
         mask = Path(card["masks"]).name if card.get("masks") else None
         card.update(

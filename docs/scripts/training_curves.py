@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 from pathlib import Path
 
 import matplotlib
@@ -34,14 +35,15 @@ def main() -> None:
         if tr:
             axes[0].plot(tr["step"], tr["loss"], label=run.name)
             axes[1].plot(tr["step"], tr["bpp"], label=f"{run.name} (train crops)")
+            if not va:  # no validation: the loss's (masked) distortion term as a PSNR
+                psnr = [-10 * math.log10(max(m, 1e-10)) for m in tr["mse"]]
+                axes[2].plot(tr["step"], psnr, label=f"{run.name}: distortion term, train crops")
         if va:
             axes[1].plot(va["step"], va["bpp"], "o--", label=f"{run.name} (val, rounded)")
             axes[2].plot(va["step"], va["psnr"], "o-", label=f"{run.name}: whole image")
             if "psnr_mask" in va:
                 axes[2].plot(va["step"], va["psnr_mask"], "s--", label=f"{run.name}: in mask")
-    for ax, title in zip(
-        axes, ["training loss", "bits per pixel", "validation PSNR (dB)"], strict=True
-    ):
+    for ax, title in zip(axes, ["training loss", "bits per pixel", "PSNR (dB)"], strict=True):
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

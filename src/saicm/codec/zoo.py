@@ -4,11 +4,12 @@ A saicm model file is a ``torch.save`` dict (loaded with ``weights_only=True``):
 
     {"format": "saicm-model", "version": 1, "name": str, "arch": str, "config": dict,
      "state_dict": {...}, "hash": sha256-hex of the weights, "card": dict,
-     "coded": bytes (optional)}
+     "coded": uint8 tensor (optional)}
 
 With ``storage="int8"`` the parameters are quantised per output channel to 8 bits and
 rANS-coded (:mod:`saicm.utils.weight_coding`) into ``"coded"``, and ``"state_dict"`` keeps only
-the buffers (CDF tables): 6.3 MB instead of 14.1 MB (float16) for mbt2018-mean.
+the buffers (CDF tables): for mbt2018-mean 7.7 MB (6.1 MB of coded weights, 1.6 MB of
+tables) instead of 15.7 MB with float16 weights.
 
 Installed models are found by name in, in order: the folders of ``$SAICM_MODELS``
 (``os.pathsep``-separated), ``~/.cache/saicm/models``, and the models shipped inside the package.
@@ -174,20 +175,31 @@ def export_model(
         "hash": digest,
         "card": dict(card or {}),
     }
-    if coded is not None:
-        blob["coded"] = coded
+    if coded is not None:  # a tensor: torch.save pickles bytes at ~1.5x their size
+        blob["coded"] = coded_tensor(coded)
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     _load_file.cache_clear()
     return _from_blob(blob, Path(path))
 
 
-def _stored_weights(state: dict[str, torch.Tensor], coded: bytes | None) -> dict[str, torch.Tensor]:
+def coded_tensor(coded: bytes) -> torch.Tensor:
+    """Coded weights as the uint8 tensor a model file stores them in."""
+    return torch.frombuffer(bytearray(coded), dtype=torch.uint8)
+
+
+def _stored_weights(
+    state: dict[str, torch.Tensor], coded: bytes | torch.Tensor | None
+) -> dict[str, torch.Tensor]:
     """The weights a file holds, as its hash covers them: float16 tensors as float16, coded
     (int8) parameters as they decode."""
     from ..utils.weight_coding import decode_state
 
-    return {**state, **decode_state(coded)} if coded is not None else dict(state)
+    if coded is None:
+        return dict(state)
+    if isinstance(coded, torch.Tensor):
+        coded = coded.numpy().tobytes()
+    return {**state, **decode_state(coded)}
 
 
 def _from_blob(blob: dict[str, Any], path: Path | None) -> TrainedModel:

@@ -58,6 +58,7 @@ def _load_init(net: torch.nn.Module, cfg: TrainConfig) -> None:
     net.load_state_dict(state)
 
 
+@torch.no_grad()
 def validate(
     net: torch.nn.Module, images: str, masks: str | None, device: torch.device
 ) -> dict[str, float]:
