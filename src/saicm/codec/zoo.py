@@ -32,7 +32,7 @@ from compressai.models import CompressionModel
 from compressai.models.base import get_scale_table
 
 from ..errors import ModelError, SaicmError
-from ..utils.io import atomic_path
+from ..utils.io import atomic_path, read_weights_file
 from .registry import create_model, get_architecture
 
 __all__ = [
@@ -232,12 +232,7 @@ def _strip_prefix(state: dict[str, Any]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=8)
 def _load_file(path: Path, arch: str | None) -> TrainedModel:
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such model file") from None
-    except Exception as exc:  # pickle, zip and torch errors all mean "not a model file"
-        raise ModelError(f"{path}: not a model file (torch.load: {type(exc).__name__})") from None
+    blob = read_weights_file(path, "model file", ModelError)
     if not isinstance(blob, dict):
         raise ModelError(f"{path}: not a model file")
     if blob.get("format") == FORMAT:

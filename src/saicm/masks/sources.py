@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, SaicmError
+from ..utils.io import read_weights_file
 from .edges import label_edges, paint_segments
 
 __all__ = [
@@ -85,12 +86,7 @@ def _device(device: str | None) -> torch.device:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such checkpoint") from None
-    except Exception as exc:
-        raise ModelError(f"{path}: not a checkpoint ({type(exc).__name__})") from None
+    state = read_weights_file(path, "checkpoint", ModelError)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):

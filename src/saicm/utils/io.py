@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes"]
+__all__ = ["atomic_path", "atomic_write_bytes", "read_weights_file"]
 
 
 @contextlib.contextmanager
@@ -43,3 +43,16 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def read_weights_file(path: str | os.PathLike[str], what: str, error: type[Exception]) -> object:
+    """``torch.load`` a weights file (``weights_only``, onto the CPU), failing with ``error`` and
+    a one-line message naming ``path`` and ``what`` it should have been."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except Exception as exc:  # pickle, zip and torch errors all mean "not that kind of file"
+        raise error(f"{path}: not a {what} (torch.load: {type(exc).__name__})") from None

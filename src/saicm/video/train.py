@@ -29,7 +29,7 @@ from PIL import Image
 
 from ..errors import SaicmError
 from ..image import list_images
-from ..utils.io import atomic_path
+from ..utils.io import atomic_path, read_weights_file
 from ..utils.runs import RunLogs, dist_env
 from .frames import Clip, parse_size, read_clip, write_clip
 from .loss import LOSSES, VideoLoss
@@ -320,12 +320,7 @@ def load_nerv(path: str | Path) -> tuple[NeRV, dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
         path = path / MODEL
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise SaicmError(f"{path}: no such NeRV model (did the run finish?)") from None
-    except Exception as exc:
-        raise SaicmError(f"{path}: not a NeRV model ({type(exc).__name__})") from None
+    blob = read_weights_file(path, "NeRV model (did its run finish?)", SaicmError)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise SaicmError(f"{path}: not a NeRV model")
     net = NeRV(NeRVConfig.from_dict(blob["config"]))
