@@ -107,14 +107,14 @@ def test_sa_nerv_edge_term_is_zero_where_the_mask_is_empty():
     x_hat = torch.rand(2, 3, 32, 32, requires_grad=True)
     empty = torch.zeros(2, 1, 32, 32)
     res = VideoLoss("sa-nerv", beta=0.5)(x_hat, x, empty)
-    assert float(res["edge"]) == pytest.approx(0.0, abs=1e-7)
+    assert res["edge"].item() == pytest.approx(0.0, abs=1e-7)
     mask = torch.zeros(2, 1, 32, 32)
     mask[..., 8:24, 8:24] = 1
     VideoLoss("sa-nerv")(x_hat, x, mask)["edge"].backward()
     grad = x_hat.grad.abs().sum(1)
     assert (grad[mask[:, 0] == 0] == 0).all() and grad[mask[:, 0] == 1].sum() > 0
     plain = VideoLoss("nerv")(x_hat, x)["loss"]
-    assert float(VideoLoss("sa-nerv")(x_hat, x, empty)["loss"]) == pytest.approx(float(plain))
+    assert VideoLoss("sa-nerv")(x_hat, x, empty)["loss"].item() == pytest.approx(plain.item())
 
 
 def test_sa_nerv_trains_with_cached_edge_masks_and_resumes_exactly(clip_dir, tmp_path):
