@@ -128,6 +128,11 @@ def test_init_starts_from_a_trained_model(tmp_path, corpus):
     assert params and all(torch.equal(got[k], start[k]) for k in params)
     fresh = train(_cfg(corpus, steps=1), tmp_path / "c", progress=False)
     assert not all(torch.equal(fresh.net.state_dict()[k].float(), start[k]) for k in params)
+    with pytest.raises(SaicmError, match="not a model file"):
+        bad = tmp_path / "bad.pt"
+        bad.write_bytes(b"not a model")
+        train(_cfg(corpus, init=str(bad)), tmp_path / "e", progress=False)
+    assert not (tmp_path / "e").exists()  # failed before the run folder was made
     with pytest.raises(SaicmError, match="--init"):
         train(
             _cfg(corpus, init=str(first.path), arch_config={"N": 32, "M": 64}),

@@ -220,6 +220,9 @@ def test_bad_inputs_fail_cleanly(clip_dir, trained, tmp_path, capsys):
     (tmp_path / "not.mp4").write_text("no video here")
     with pytest.raises(SaicmError, match="not a readable video"):
         read_clip(tmp_path / "not.mp4")
+    with pytest.raises(SaicmError, match="not a readable video"):
+        train_video(VideoTrainConfig(video=str(tmp_path / "not.mp4")), tmp_path / "r0")
+    assert not (tmp_path / "r0").exists()  # no run folder left behind
     (tmp_path / "empty").mkdir()
     with pytest.raises(SaicmError, match="no frames"):
         read_clip(tmp_path / "empty")

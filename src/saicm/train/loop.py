@@ -120,14 +120,13 @@ def train(
         dist.init_process_group("nccl" if cuda else "gloo")
     if cuda:
         torch.cuda.set_device(device)
+    torch.manual_seed(cfg.seed)
+    net = create_model(cfg.arch, **cfg.arch_config)
+    if cfg.init and not resume:  # a bad --init fails before the run folder is made
+        _load_init(net, cfg)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.yaml")
-
-    torch.manual_seed(cfg.seed)
-    net = create_model(cfg.arch, **cfg.arch_config)
-    if cfg.init and not resume:
-        _load_init(net, cfg)
     net = net.to(device)
     net.train()
     aux_params = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]

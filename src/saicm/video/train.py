@@ -140,17 +140,28 @@ def _apply_masks(net: torch.nn.Module, masks: dict[str, torch.Tensor]) -> None:
             p.mul_(masks[n].to(p.device))
 
 
-def _prepare_frames(cfg: VideoTrainConfig, out: Path) -> tuple[Clip, np.ndarray | None]:
-    """The clip (cached as PNGs in the run) and, for sa-nerv, its edge masks (cached)."""
+def _read_source(cfg: VideoTrainConfig, out: Path) -> Clip | None:
+    """The clip from ``cfg.video``, or None when the run already caches its frames."""
     frames_dir = out / "frames"
-    if frames_dir.is_dir() and list_images(frames_dir):
+    if frames_dir.is_dir() and any(frames_dir.iterdir()):
+        return None
+    return read_clip(cfg.video, parse_size(cfg.frame_size), cfg.max_frames, cfg.frame_step)
+
+
+def _prepare_frames(
+    cfg: VideoTrainConfig, out: Path, source: Clip | None
+) -> tuple[Clip, np.ndarray | None]:
+    """The clip (``source``, cached as PNGs in the run, or the cache) and, for sa-nerv, its edge
+    masks (cached)."""
+    frames_dir = out / "frames"
+    if source is None:
         clip = read_clip(frames_dir)
         meta = (
             yaml.safe_load((out / "clip.yaml").read_text()) if (out / "clip.yaml").exists() else {}
         )
         clip.fps = float(meta.get("fps", 0.0))
     else:
-        clip = read_clip(cfg.video, parse_size(cfg.frame_size), cfg.max_frames, cfg.frame_step)
+        clip = source
         write_clip(clip.frames, frames_dir)
         (out / "clip.yaml").write_text(
             yaml.safe_dump({"fps": clip.fps, "frames": len(clip.frames)})
@@ -204,14 +215,15 @@ def train_video(
     cuda = torch.cuda.is_available()
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     if rank == 0:
+        source = _read_source(cfg, out)  # an unreadable video fails before anything is written
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-        clip, masks = _prepare_frames(cfg, out)
+        clip, masks = _prepare_frames(cfg, out, source)
     if world > 1:
         dist.barrier()
         if rank != 0:
-            clip, masks = _prepare_frames(cfg, out)
+            clip, masks = _prepare_frames(cfg, out, None)
     frames_t = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float().div(255)
     masks_t = None if masks is None else torch.from_numpy(masks)[:, None].float()
     n, _, h, w = frames_t.shape
