@@ -12,13 +12,14 @@ import yaml
 
 from ..codec.registry import get_architecture
 from ..errors import SaicmError
+from ..utils.settings import Settings
 from .loss import LOSSES
 
 __all__ = ["TrainConfig"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """A training run.
 
     Arguments:
@@ -86,14 +87,6 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise SaicmError(f"{path}: a config file holds a mapping of settings")
         return cls().override(data, source=str(path))
-
-    def override(self, values: dict[str, Any], source: str = "override") -> TrainConfig:
-        """A copy with ``values`` (ignoring None) in place of the current settings."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SaicmError(f"{source}: unknown settings {', '.join(unknown)}")
-        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
 
     def save(self, path: str | Path) -> None:
         from ..utils.io import atomic_path

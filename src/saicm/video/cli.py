@@ -37,8 +37,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     saved = out / "config.yaml"
     cfg = VideoTrainConfig()
     if args.resume and saved.exists():
-        cfg = cfg.override(yaml.safe_load(saved.read_text()) or {})
-    cfg = cfg.override({"video": args.video, **{k: getattr(args, k) for k in TRAIN_OPTIONS}})
+        cfg = cfg.override(yaml.safe_load(saved.read_text()) or {}, source=str(saved))
+    values = {"video": args.video, **{k: getattr(args, k) for k in TRAIN_OPTIONS}}
+    cfg = cfg.override(values, source="command line")
     model = train_video(cfg, out, resume=args.resume, stop_after=args.stop_after)
     if model is not None:
         print(f"trained {cfg.loss} ({cfg.size}) -> {model}")

@@ -31,6 +31,7 @@ from ..errors import SaicmError
 from ..image import list_images
 from ..utils.io import atomic_path, read_weights_file
 from ..utils.runs import RunLogs, dist_env
+from ..utils.settings import Settings
 from .frames import Clip, parse_size, read_clip, write_clip
 from .loss import LOSSES, VideoLoss
 from .nerv import NeRV, NeRVConfig, frame_times, nerv_config
@@ -43,7 +44,7 @@ FORMAT = "saicm-nerv"
 
 
 @dataclass
-class VideoTrainConfig:
+class VideoTrainConfig(Settings):
     """A NeRV training run.
 
     Arguments:
@@ -77,13 +78,6 @@ class VideoTrainConfig:
     prune_epochs: int = 0
     checkpoint_every: int = 10
     seed: int = 0
-
-    def override(self, values: dict[str, Any]) -> VideoTrainConfig:
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SaicmError(f"unknown settings {', '.join(unknown)}")
-        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
 
     def validate(self, world: int = 1) -> None:
         if not self.video:
