@@ -89,6 +89,7 @@ def test_batch_with_bad_members_processes_the_rest(tmp_path, images, tiny_model,
         (["decode", "{png}", "-o", "{tmp}/x.png"], "not a saicm .sic file"),
         (["encode", "{png}", "-o", "{tmp}/x.sic", "-m", "no-such-model"], "no installed model"),
         (["encode", "{png}", "-o", "{tmp}/x.sic", "-m", "{png}"], "not a model file"),
+        (["data", "offline-corpus", "-o", "{png}/corpus"], "Not a directory"),
     ],
 )
 def test_errors_are_one_line_without_traceback(tmp_path, images, args, message):

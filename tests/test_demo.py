@@ -51,7 +51,7 @@ def test_every_shipped_model_loads_with_a_complete_card():
         assert {"data", "mask_source", "recipe", "val", "lmbda"} <= card.keys()
         assert 0 < card["val"]["bpp"] < 2 and 15 < card["val"]["psnr"] < 45
         assert f.stat().st_size < 8e6  # 8-bit coded weights
-    for family in ("sa-icm-mbt-hed", "mse-mbt"):  # region learning collapses (RESULTS.md)
+    for family in ("sa-icm-mbt-hed", "region-mbt", "mse-mbt"):
         rates = sorted(
             (load_model(f).card["lmbda"], load_model(f).card["val"]["bpp"])
             for f in files

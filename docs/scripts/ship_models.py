@@ -27,6 +27,16 @@ MASKS = {
 }
 
 
+def _weighting(card: dict) -> str:
+    """The recipe's words for object-centred crops and a weight outside the mask, if used."""
+    extra = []
+    if card.get("object_crops"):
+        extra.append(f"{card['object_crops']:.0%} of the crops placed around an object pixel")
+    if card.get("outside_weight"):
+        extra.append(f"squared errors outside the mask weighted {card['outside_weight']:g}")
+    return "".join(f"; {e}" for e in extra)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+")
@@ -66,7 +76,8 @@ def main() -> None:
                 "mask_source": MASKS.get(mask, mask) if mask else "none (plain MSE)",
                 "recipe": "fine-tuned from base-mse-mbt (plain MSE, lambda 0.0067, 3,000 steps "
                 "from random weights) for the steps given, Adam 2e-4 (x0.1 at 90% and 96%), aux "
-                "Adam 1e-3, batch 8, 128x128 crops with flips, gradient clipping 1.0, seed 0",
+                "Adam 1e-3, batch 8, 128x128 crops with flips, gradient clipping 1.0, seed 0"
+                + _weighting(card),
                 "val": {
                     "images": len(images),
                     "which": f"every {args.every}th image of {args.val}",

@@ -212,6 +212,8 @@ TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the config file
     "batch_size": (int, "global batch (default 8)"),
     "accumulate": (int, "micro-batches per rank per step (default 1)"),
     "crop": (int, "random crop side, a multiple of 64 (default 256)"),
+    "object_crops": (float, "fraction of crops around a mask pixel, for sparse masks (default 0)"),
+    "outside_weight": (float, "weight of squared errors outside the mask (default 0, the paper)"),
     "lr": (float, "learning rate (default 1e-4)"),
     "aux_lr": (float, "learning rate of the quantiles (default 1e-3)"),
     "clip": (float, "gradient-norm clipping, 0 = off (default 1.0)"),
@@ -470,6 +472,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say_error("interrupted")
         return 130
+    except OSError as exc:  # a path that cannot be read or written: name it, no traceback
+        _say_error(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+        return EXIT_FAILED
     except Exception as exc:
         import os
 

@@ -216,3 +216,18 @@ def test_cli_overrides_the_config_file(tmp_path, corpus, capsys):
     bad.write_text("stepz: 3\n")
     assert main(["train", "--config", str(bad), "-o", str(tmp_path / "r2")]) == 1
     assert "unknown settings stepz" in capsys.readouterr().err
+
+
+def test_outside_weight_counts_errors_outside_the_mask():
+    torch.manual_seed(0)
+    x, x_hat = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    mask = (torch.rand(1, 1, 8, 8) > 0.5).float()
+    out = {"x_hat": x_hat, "likelihoods": {"y": torch.full((1, 4, 2, 2), 0.5)}}
+    err = (x_hat - x) ** 2
+    inside, outside = (err * mask).mean(), (err * (1 - mask)).mean()
+    for w in (0.0, 0.1, 1.0):
+        got = RateDistortionLoss(0.05, outside=w)(out, x, mask)["mse"]
+        assert torch.allclose(got, inside + w * outside)
+    # weight 1 is plain MSE
+    plain = RateDistortionLoss(0.05)(out, x)["mse"]
+    assert torch.allclose(RateDistortionLoss(0.05, outside=1.0)(out, x, mask)["mse"], plain)

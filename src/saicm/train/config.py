@@ -35,6 +35,9 @@ class TrainConfig(Settings):
         batch_size: global batch (split over ranks and ``accumulate`` micro-batches).
         accumulate: micro-batches per rank per step (gradient accumulation).
         crop: side of the square random crops (a multiple of 64).
+        object_crops: fraction of the crops placed around a pixel of the mask (see
+            ``MaskedImageFolder``); 0.5 or more for sparse object masks in ``region``.
+        outside_weight: weight of squared errors outside the mask (0 = the paper's Eq. 3 and 5).
         lr, aux_lr: learning rates of the network and of the entropy bottleneck's quantiles.
         milestones: fractions of ``steps`` at which the LR is multiplied by ``gamma``
             (LIC-TCM: 45 and 48 of 50 epochs).
@@ -60,6 +63,8 @@ class TrainConfig(Settings):
     batch_size: int = 8
     accumulate: int = 1
     crop: int = 256
+    object_crops: float = 0.0
+    outside_weight: float = 0.0
     lr: float = 1e-4
     aux_lr: float = 1e-3
     milestones: list[float] = field(default_factory=lambda: [0.9, 0.96])
@@ -104,6 +109,10 @@ class TrainConfig(Settings):
         get_architecture(self.arch)
         if self.steps < 1 or self.crop < 64 or self.crop % 64:
             raise SaicmError("steps must be >= 1 and crop a multiple of 64")
+        if not 0.0 <= self.object_crops <= 1.0:
+            raise SaicmError(f"object crops {self.object_crops}: a fraction between 0 and 1")
+        if self.outside_weight < 0:
+            raise SaicmError(f"outside weight {self.outside_weight}: must be >= 0")
         if self.amp not in ("off", "bf16", "fp16"):
             raise SaicmError(f"amp {self.amp!r}: choose off, bf16 or fp16")
         per = world * self.accumulate

@@ -107,7 +107,11 @@ def train(
     if ckpt_path.exists() and not resume:
         raise SaicmError(f"{out} already holds a run: pass --resume to continue it")
     data = MaskedImageFolder(
-        cfg.images, cfg.masks if cfg.loss != "mse" else None, cfg.crop, seed=cfg.seed
+        cfg.images,
+        cfg.masks if cfg.loss != "mse" else None,
+        cfg.crop,
+        seed=cfg.seed,
+        object_crops=cfg.object_crops,
     )
     if cfg.val_images:
         list_images(cfg.val_images)  # fail now, not at the first validation
@@ -155,7 +159,7 @@ def train(
         )
     amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and cuda)
-    criterion = RateDistortionLoss(cfg.lmbda)
+    criterion = RateDistortionLoss(cfg.lmbda, outside=cfg.outside_weight)
     logs = RunLogs(out, rank == 0)
     if resume:
         logs.truncate(step)
@@ -266,6 +270,8 @@ def train(
         "lmbda": cfg.lmbda,
         "steps": cfg.steps,
         "crop": cfg.crop,
+        "object_crops": cfg.object_crops,
+        "outside_weight": cfg.outside_weight,
         "batch_size": cfg.batch_size,
         "images": cfg.images,
         "masks": cfg.masks,

@@ -9,7 +9,9 @@ Shindo et al., ICIP 2024, Eq. 1, 3 and 5 differ only in the mask ``m`` of the di
     m = edge mask    SA-ICM (``edge``,   Eq. 5)
 
 The mean runs over *all* pixels, as in the LIC-TCM training code that SA-ICM keeps: a sparse
-mask therefore also lowers the weight of distortion against rate.
+mask therefore also lowers the weight of distortion against rate. ``outside`` (0 in the paper)
+lets squared errors outside the mask count ``outside`` times those inside, for studies of the
+weighting between the two.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ class RateDistortionLoss(nn.Module):
 
     Arguments:
         lmbda: the rate-distortion trade-off (SA-ICM's released models use 0.05 with LIC-TCM).
+        outside: weight of the squared errors outside the mask (0: the paper's losses).
     """
 
-    def __init__(self, lmbda: float) -> None:
+    def __init__(self, lmbda: float, outside: float = 0.0) -> None:
         super().__init__()
         self.lmbda = lmbda
+        self.outside = outside
 
     def forward(self, out: dict, x: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
         """``out`` is the model's forward output; ``mask`` is ``(B, 1, H, W)`` in [0, 1] or None."""
@@ -44,6 +48,9 @@ class RateDistortionLoss(nn.Module):
         )
         err = (out["x_hat"] - x) ** 2
         if mask is not None:
-            err = err * (mask * mask)  # (x*m - x_hat*m)^2 == (x - x_hat)^2 * m^2
+            weight = mask * mask  # (x*m - x_hat*m)^2 == (x - x_hat)^2 * m^2
+            if self.outside:
+                weight = weight + self.outside * (1 - mask) ** 2
+            err = err * weight
         mse = err.mean()
         return {"loss": bpp + self.lmbda * 255**2 * mse, "bpp": bpp, "mse": mse}
