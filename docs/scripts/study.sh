@@ -46,3 +46,7 @@ run region-eq3-mbt-0.1 "${FT[@]}" --loss region --masks $D/masks-objects --lmbda
 # Edge sources and edge density (the paper's alpha study) at one lambda.
 run sa-icm-mbt-felzenszwalb-0.027 "${FT[@]}" --loss edge --masks $D/masks-felzenszwalb --lmbda 0.027
 run sa-icm-mbt-hed0.3-0.027 "${FT[@]}" --loss edge --masks $D/masks-hed-0.3 --lmbda 0.027
+# Loss weighting inside vs outside the edge mask (headline issue): squared errors outside the
+# edges count 0.1, as the shipped region models do outside the objects.
+run sa-icm-mbt-hed-w0.1-0.027 "${FT[@]}" --loss edge --masks $D/masks-hed --lmbda 0.027 \
+    --outside-weight 0.1
