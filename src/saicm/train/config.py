@@ -109,8 +109,6 @@ class TrainConfig(Settings):
         get_architecture(self.arch)
         if self.steps < 1 or self.crop < 64 or self.crop % 64:
             raise SaicmError("steps must be >= 1 and crop a multiple of 64")
-        if not 0.0 <= self.object_crops <= 1.0:
-            raise SaicmError(f"object crops {self.object_crops}: a fraction between 0 and 1")
         if self.outside_weight < 0:
             raise SaicmError(f"outside weight {self.outside_weight}: must be >= 0")
         if self.amp not in ("off", "bf16", "fp16"):
