@@ -9,11 +9,8 @@ both files code every ``--every``-th image of ``--images`` in the same run.
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 from pathlib import Path
-
-import numpy as np
 
 
 def main() -> None:
@@ -23,8 +20,8 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=10)
     args = ap.parse_args()
 
-    from saicm import decode, encode
     from saicm.codec.zoo import export_model, load_model
+    from saicm.eval.metrics import coded_rate_psnr
     from saicm.image import list_images, load_image
 
     src = load_model(args.model)
@@ -38,19 +35,8 @@ def main() -> None:
             model = export_model(
                 path, src.net, name=storage, arch=src.arch, config=src.config, storage=storage
             )
-            bits = pixels = 0
-            psnrs = []
-            for img in images:
-                data = encode(img, model)
-                out = decode(data, model)
-                bits += 8 * len(data)
-                pixels += img.shape[0] * img.shape[1]
-                mse = np.mean((out.astype(np.float64) - img) ** 2)
-                psnrs.append(10 * math.log10(255**2 / mse))
-            print(
-                f"| {storage} | {path.stat().st_size / 1e6:.1f} | {bits / pixels:.4f} | "
-                f"{np.mean(psnrs):.3f} |"
-            )
+            bpp, psnr = coded_rate_psnr(images, model)
+            print(f"| {storage} | {path.stat().st_size / 1e6:.1f} | {bpp:.4f} | {psnr:.3f} |")
 
 
 if __name__ == "__main__":

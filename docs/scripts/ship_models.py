@@ -11,10 +11,8 @@ Prints the Markdown table of docs/MODELS.md.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-import numpy as np
 import torch
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "src" / "saicm" / "weights"
@@ -44,8 +42,8 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=5, help="every n-th validation image")
     args = ap.parse_args()
 
-    from saicm import decode, encode
     from saicm.codec.zoo import coded_tensor, load_model
+    from saicm.eval.metrics import coded_rate_psnr
     from saicm.image import list_images, load_image
     from saicm.utils.io import atomic_path
 
@@ -54,16 +52,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for run in map(Path, args.runs):
         model = load_model(run / "model.pt")
-        bits = pixels = 0
-        mses = []
-        for img in images:
-            data = encode(img, model)
-            out = decode(data, model)
-            bits += 8 * len(data)
-            pixels += img.shape[0] * img.shape[1]
-            mses.append(np.mean((out.astype(np.float64) - img) ** 2))
-        bpp = bits / pixels
-        psnr = float(np.mean([10 * math.log10(255**2 / m) for m in mses]))
+        bpp, psnr = coded_rate_psnr(images, model)
         blob = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
         if isinstance(blob.get("coded"), bytes):  # files of runs before coded_tensor()
             blob["coded"] = coded_tensor(blob["coded"])

@@ -6,20 +6,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from .codec import decode, encode, load_model
+from .eval.metrics import psnr
 from .image import load_image, save_image
 from .tasks import SSDMobileNetV2, draw_detections
 from .utils.io import atomic_path, atomic_write_bytes
 
 __all__ = ["run_demo"]
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def run_demo(image: str | None, output: str | Path, model: str | None = None) -> dict[str, float]:
@@ -59,7 +54,7 @@ def run_demo(image: str | None, output: str | Path, model: str | None = None) ->
     n_dec = sum(d.score >= 0.5 for d in det_dec)
     facts = {
         "bpp": bpp,
-        "psnr": _psnr(rgb, decoded),
+        "psnr": psnr(rgb, decoded),
         "encode_s": t1 - t0,
         "decode_s": t2 - t1,
         "objects_original": n_orig,

@@ -12,6 +12,7 @@ from PIL import Image
 
 from saicm.cli import main
 from saicm.errors import BitstreamError, SaicmError
+from saicm.eval.metrics import psnr
 from saicm.utils.weight_coding import dequantize, quantize
 from saicm.video import (
     NeRV,
@@ -26,7 +27,7 @@ from saicm.video import (
     train_video,
     write_clip,
 )
-from saicm.video.evaluate import code_video, evaluate_video, psnr
+from saicm.video.evaluate import code_video, evaluate_video
 from saicm.video.nerv import choose_strides
 from saicm.video.train import prune_masks
 

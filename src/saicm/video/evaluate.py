@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import SaicmError
 from ..eval.codecs import ffmpeg_exe
-from ..eval.metrics import coco_map, pseudo_ground_truth
+from ..eval.metrics import coco_map, pseudo_ground_truth, psnr
 from ..utils.io import atomic_path
 from .bitstream import decode_frames, read_snv
 
@@ -46,12 +46,6 @@ class VideoPoint:
     psnr: float
     decode_fps: float
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR (dB) over all frames and pixels of two uint8 clips."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * math.log10(255**2 / mse) if mse > 0 else math.inf
 
 
 def code_video(
