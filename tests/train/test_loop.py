@@ -104,6 +104,21 @@ def test_bad_mask_folder_fails_at_start_naming_the_file(tmp_path, corpus):
         train(_cfg(corpus), tmp_path / "run2", progress=False)
 
 
+def test_failure_before_the_first_checkpoint_leaves_no_run_folder(tmp_path, corpus):
+    images, _masks = corpus
+    data = (images / "p1.png").read_bytes()
+    (images / "p1.png").write_bytes(data[: len(data) // 2])  # readable header, truncated pixels
+    run = tmp_path / "run"
+    with pytest.raises(SaicmError, match=r"p1\.png"):
+        train(_cfg(corpus), run, progress=False)
+    assert not run.exists()
+    # a folder that was there before the run stays
+    run.mkdir()
+    with pytest.raises(SaicmError, match=r"p1\.png"):
+        train(_cfg(corpus), run, progress=False)
+    assert run.is_dir()
+
+
 def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, corpus):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     train(_cfg(corpus, steps=12, milestones=[]), straight, progress=False)

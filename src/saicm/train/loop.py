@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -97,12 +98,24 @@ def train(
 
     With ``resume`` the run continues from ``out/checkpoint.pt``: weights, both optimizers, the
     LR schedule and the step. Returns the exported model (None on ranks other than 0).
+    A run that fails before its first checkpoint (an unreadable image, a bad setting) leaves no
+    run folder behind, so the same command can simply be run again.
     """
+    out = Path(out)
+    fresh = not out.exists()
+    try:
+        return _train(cfg, out, resume, progress)
+    except BaseException:
+        if fresh and dist_env()[0] == 0 and not (out / CHECKPOINT).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> TrainedModel | None:
     from tqdm import tqdm
 
     rank, world, local_rank = dist_env()
     cfg.validate(world)
-    out = Path(out)
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise SaicmError(f"{out} already holds a run: pass --resume to continue it")
