@@ -1,6 +1,7 @@
 """Markdown tables and the main plot of docs/RESULTS.md from ``saicm eval`` reports.
 
 .venv/bin/python docs/scripts/results_tables.py data/eval-study [--plot docs/images/x.png]
+    [--only CODEC ...]
 
 Prints: BD-rate of every curve against each anchor of the report, every point (bpp, mAP), and
 the single-model points (edge-source study). The plot draws the learned families thick and the
@@ -27,9 +28,11 @@ def main() -> None:
     ap.add_argument("--metric", default="detection/map")
     ap.add_argument("--plot", default=None, help="write the rate-accuracy plot here")
     ap.add_argument("--title", default="")
+    ap.add_argument("--only", nargs="+", metavar="CODEC", help="these curves alone (default all)")
     args = ap.parse_args()
     res = json.loads((Path(args.report) / "results.json").read_text())
-    points = [p for p in res["points"] if p["codec"] != "_original"]
+    shown = set(args.only) if args.only else {p["codec"] for p in res["points"]}
+    points = [p for p in res["points"] if p["codec"] != "_original" and p["codec"] in shown]
     original = next(p for p in res["points"] if p["codec"] == "_original")
     m = args.metric
     print(
@@ -44,7 +47,11 @@ def main() -> None:
         rows: dict[str, dict[str, str]] = {}
         for a in anchors:
             for r in res["bd_rate"][a][m]:
+                if r["codec"] not in shown:
+                    continue
                 value = "n/a" if r["bd_rate"] is None else f"{r['bd_rate']:+.1f}%"
+                if r.get("interval"):  # saicm eval --bootstrap: the 95% interval
+                    value += " [{:+.0f}, {:+.0f}]".format(*r["interval"])
                 rows.setdefault(r["codec"], {})[a] = value
         for codec, by in rows.items():
             print(f"| {codec} | " + " | ".join(by.get(a, "(anchor)") for a in anchors) + " |")

@@ -11,8 +11,10 @@ import pytest
 from PIL import Image
 
 from saicm.cli import main
+from saicm.errors import SaicmError
 from saicm.eval.codecs import parse_codec
 from saicm.eval.metrics import bd_rate
+from saicm.eval.report import bd_table, write_report
 from saicm.eval.runner import evaluate
 from saicm.eval.tasks import create_task
 
@@ -398,3 +400,28 @@ def test_codec_labels_name_the_curves(tiny_model):
     assert parse_codec("fast=jpeg:5,9").name == "fast"
     assert parse_codec("nope=warp:1").available() is not None
     assert parse_codec("sa-icm-mbt-hed-0.05").settings == ["sa-icm-mbt-hed-0.05"]
+
+
+def test_bootstrap_gives_paired_replicates_and_bd_rate_intervals(photos, detection, tmp_path):
+    images = sorted(photos.iterdir())
+    codecs = [parse_codec("jpeg:4,15,40,90"), parse_codec("webp:2,20,50,90")]
+    res = evaluate(images, codecs, [detection], tmp_path / "r", progress=False, bootstrap=40)
+    for p in res["points"]:
+        reps = p.replicates["detection/map"]
+        assert len(reps) == 40 and all(0 <= v <= 1 for v in reps if math.isfinite(v))
+    lossy = [p for p in res["points"] if p.codec != "_original"]
+    assert len({tuple(p.replicates["detection/map"]) for p in lossy}) > 1
+    # the original scores 1 against its own detections in every draw
+    original = next(p for p in res["points"] if p.codec == "_original")
+    assert all(v == pytest.approx(1.0) for v in original.replicates["detection/map"])
+    again = evaluate(images, codecs, [detection], tmp_path / "r", progress=False, bootstrap=40)
+    assert [p.replicates for p in again["points"]] == [p.replicates for p in res["points"]]
+    (row,) = bd_table(res["points"], "detection/map", "jpeg")
+    assert row["bd_rate"] is not None
+    lo, hi = row["interval"]
+    assert lo <= hi
+    write_report(res, tmp_path / "r", anchors=["jpeg"])
+    saved = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert len(saved["points"][0]["replicates"]["detection/map"]) == 40
+    with pytest.raises(SaicmError, match="bootstrap"):
+        evaluate(images, codecs, [detection], tmp_path / "r", progress=False, bootstrap=-1)

@@ -12,7 +12,9 @@ import numpy as np
 
 __all__ = [
     "bd_rate",
+    "bd_rate_interval",
     "coco_map",
+    "coco_map_resampled",
     "coded_rate_psnr",
     "face_privacy",
     "panoptic_quality",
@@ -116,6 +118,78 @@ def coco_map(
         "map50": max(0.0, float(ev.stats[1])),
         "objects": len(anns),
     }
+
+
+def coco_map_resampled(
+    gt: dict[str, Any],
+    results: list[dict[str, Any]],
+    draws: Sequence[Sequence[int]],
+    iou_type: str = "bbox",
+) -> np.ndarray:
+    """AP@[.5:.95] of the image sets ``draws`` (image ids, repeats allowed, any number each):
+    the bootstrap replicates of :func:`coco_map`.
+
+    Each image is matched against its ground truth once (``COCOeval.evaluate``); a replicate
+    only re-accumulates those per-image matches in the drawn order, so an image drawn twice
+    counts twice, as if it were two images. NaN for a replicate with no object.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if not gt["annotations"]:
+        return np.full(len(draws), math.nan)
+    if not results:
+        return np.zeros(len(draws))
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = {**gt, "annotations": [{**a} for a in gt["annotations"]]}
+        coco_gt.createIndex()
+        ev = COCOeval(coco_gt, coco_gt.loadRes([{**r} for r in results]), iou_type)
+        ev.params.imgIds = sorted({int(i) for draw in draws for i in draw})
+        # Only what AP@[.5:.95] reads (all areas, 100 detections, categories with objects):
+        # accumulate() loops over categories x areas x limits, once per draw.
+        ev.params.catIds = sorted({a["category_id"] for a in gt["annotations"]})
+        ev.params.areaRng, ev.params.areaRngLbl, ev.params.maxDets = [[0, 1e10]], ["all"], [100]
+        ev.evaluate()
+        done = ev._paramsEval  # evalImgs is laid out category x area range x image, in here
+        matched, n_img = ev.evalImgs, len(done.imgIds)
+        blocks = len(done.catIds) * len(done.areaRng)
+        where = {img: k for k, img in enumerate(done.imgIds)}
+        out = np.empty(len(draws))
+        for b, draw in enumerate(draws):
+            pos = [where[int(i)] for i in draw]
+            ev.evalImgs = [matched[blk * n_img + k] for blk in range(blocks) for k in pos]
+            done.imgIds = ev.params.imgIds = list(range(len(pos)))
+            ev.accumulate()
+            # what summarize() reports as AP@[.5:.95]: all areas, 100 detections per image
+            prec = ev.eval["precision"][:, :, :, 0, -1]
+            out[b] = float(prec[prec > -1].mean()) if (prec > -1).any() else math.nan
+    return out
+
+
+def bd_rate_interval(
+    anchor: tuple[Sequence[float], Sequence[Sequence[float]]],
+    test: tuple[Sequence[float], Sequence[Sequence[float]]],
+    level: float = 0.95,
+) -> tuple[float, float] | None:
+    """Percentile interval of BD-rate over bootstrap replicates of two curves.
+
+    Each curve is ``(bpp values, replicates)`` with one sequence of accuracies per point, all of
+    the same length (the replicates, paired across points and curves: the same image draw).
+    None when fewer than half of the replicates give a BD-rate.
+    """
+    ra, reps_a = anchor
+    rt, reps_t = test
+    n = len(reps_a[0])
+    values = []
+    for b in range(n):
+        v, _ = bd_rate((ra, [r[b] for r in reps_a]), (rt, [r[b] for r in reps_t]))
+        if v is not None and math.isfinite(v):
+            values.append(v)
+    if len(values) < max(1, n / 2):
+        return None
+    lo, hi = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
 
 
 def _clean(rates: Sequence[float], accs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils.io import atomic_path
-from .metrics import bd_rate
+from .metrics import bd_rate, bd_rate_interval
 from .runner import ORIGINAL, Point, _safe, cell_path, decoded_path
 
 __all__ = ["bd_table", "write_report"]
@@ -32,9 +32,22 @@ def _curves(points: list[Point], metric: str) -> dict[str, tuple[list[float], li
     return curves
 
 
+def _replicates(points: list[Point], metric: str) -> dict[str, tuple[list, list]]:
+    """Per codec: (bpp values, bootstrap replicates of ``metric``), where every point has them."""
+    out: dict[str, tuple[list, list]] = {}
+    for p in points:
+        if p.codec != ORIGINAL and math.isfinite(p.metrics.get(metric, math.nan)):
+            r, reps = out.setdefault(p.codec, ([], []))
+            r.append(p.bpp)
+            reps.append(p.replicates.get(metric))
+    return {c: v for c, v in out.items() if all(x is not None for x in v[1])}
+
+
 def bd_table(points: list[Point], metric: str, anchor: str) -> list[dict[str, Any]]:
-    """BD-rate (%) of every codec against ``anchor`` on ``metric``."""
+    """BD-rate (%) of every codec against ``anchor`` on ``metric``, with its 95% bootstrap
+    interval (``interval``: [low, high], or None) where the points carry replicates."""
     curves = _curves(points, metric)
+    reps = _replicates(points, metric)
     rows = []
     for codec, curve in curves.items():
         if codec == anchor:
@@ -43,7 +56,10 @@ def bd_table(points: list[Point], metric: str, anchor: str) -> list[dict[str, An
             rows.append({"codec": codec, "bd_rate": None, "note": f"no {anchor} curve"})
             continue
         value, why = bd_rate(curves[anchor], curve)
-        rows.append({"codec": codec, "bd_rate": value, "note": why})
+        row = {"codec": codec, "bd_rate": value, "note": why}
+        if value is not None and anchor in reps and codec in reps:
+            row["interval"] = bd_rate_interval(reps[anchor], reps[codec])
+        rows.append(row)
     return rows
 
 
@@ -237,6 +253,8 @@ def _html(
                 value = (
                     "" if r is None else "n/a" if r["bd_rate"] is None else f"{r['bd_rate']:+.1f} %"
                 )
+                if r and r.get("interval"):
+                    value += " [{:+.1f}, {:+.1f}]".format(*r["interval"])
                 note = f' title="{esc(r["note"])}"' if r and r["note"] else ""
                 body += f"<td{note}>{value}</td>"
             body += "</tr>"

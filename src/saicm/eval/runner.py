@@ -21,7 +21,7 @@ from ..errors import SaicmError
 from ..image import load_image, save_image
 from ..utils.io import atomic_path
 from .codecs import Codec
-from .metrics import coco_map, pseudo_ground_truth
+from .metrics import coco_map, coco_map_resampled, pseudo_ground_truth
 from .tasks import Task
 
 __all__ = ["Point", "evaluate"]
@@ -43,6 +43,8 @@ class Point:
     decode_s: float
     metrics: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    #: bootstrap replicates of each COCO mAP (the same image draws for every point)
+    replicates: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _safe(s: str) -> str:
@@ -124,6 +126,7 @@ def evaluate(
     keep_images: int = 3,
     progress: bool = True,
     workers: int = 1,
+    bootstrap: int = 0,
 ) -> dict[str, Any]:
     """Run (or resume) the evaluation; return ``{"points": [...], "ground_truth": ...}``.
 
@@ -135,12 +138,16 @@ def evaluate(
         annotations: COCO annotations of ``images``; None for pseudo ground truth.
         keep_images: decoded images kept for the report (the first ``keep_images`` images).
         workers: processes coding and recognising images in parallel (1: in this process).
+        bootstrap: image sets drawn with replacement (seeded, the same for every point) on which
+            each COCO mAP is computed again, for intervals of the BD-rates; 0: none.
     """
     from tqdm import tqdm
 
     out = Path(out)
     if not images:
         raise SaicmError("no images to evaluate")
+    if bootstrap < 0:
+        raise SaicmError(f"bootstrap {bootstrap}: a number of image draws, 0 or more")
     stems = [p.stem for p in images]
     if len(set(stems)) != len(stems):
         raise SaicmError("two images share a file name stem")
@@ -240,12 +247,19 @@ def evaluate(
         }
         gt_note = "pseudo ground truth: each task's outputs >= 0.5 on the uncompressed images"
 
+    # One set of draws for all points: BD-rate replicates compare curves on the same images.
+    draws = (
+        np.random.default_rng(0).choice(sorted(ids.values()), (bootstrap, len(ids)))
+        if bootstrap
+        else []
+    )
     points = []
     for (cname, setting), per_image in cells.items():
         used = [s for s in per_image if s in ids]
         bits = sum(8 * per_image[s]["bytes"] for s in used)
         pixels = sum(per_image[s]["pixels"] for s in used)
         metrics: dict[str, float] = {}
+        replicates: dict[str, list[float]] = {}
         original = cells[(ORIGINAL, ORIGINAL)]
         for t in tasks:
             if not t.iou_types:  # scored against the task's outputs on the originals
@@ -271,6 +285,11 @@ def evaluate(
                 metrics[f"{prefix}/map"] = m["map"]
                 metrics[f"{prefix}/map50"] = m["map50"]
                 metrics[f"{prefix}/objects"] = m["objects"]
+                if bootstrap and used:
+                    mine = {ids[s] for s in used}  # an image without a cell stays out, as above
+                    replicates[f"{prefix}/map"] = coco_map_resampled(
+                        gts[t.name], results, [[i for i in d if i in mine] for d in draws], iou
+                    ).tolist()
         n = max(len(used), 1)
         points.append(
             Point(
@@ -284,6 +303,7 @@ def evaluate(
                 sum(per_image[s]["decode_s"] for s in used) / n,
                 metrics,
                 errors[(cname, setting)],
+                replicates,
             )
         )
     return {
