@@ -1,11 +1,13 @@
 """Copy finished study runs into the package's shipped models, with full model cards.
 
-.venv/bin/python docs/scripts/ship_models.py runs/NAME [runs/NAME2 ...] [--val data/offline/val]
+.venv/bin/python docs/scripts/ship_models.py runs/RUN[=NAME] ... [--val data/offline/val]
+    [--where "one H100, eight runs side by side"]
 
 For each run: its ``model.pt`` (int8, rANS-coded weights) gets a card with the training data,
-the mask source and the result on every ``--every``-th validation image, measured from real
-files (``saicm.encode`` / ``saicm.decode``): bpp and PSNR. Written to ``src/saicm/weights/``.
-Prints the Markdown table of docs/MODELS.md.
+the mask source, the recipe (from the run's ``config.yaml``) and the result on every
+``--every``-th validation image, measured from real files (``saicm.encode`` / ``saicm.decode``):
+bpp and PSNR. Written to ``src/saicm/weights/NAME.pt`` (NAME: the run's model name unless
+given). Prints the Markdown table of docs/MODELS.md.
 """
 
 from __future__ import annotations
@@ -35,12 +37,26 @@ def _weighting(card: dict) -> str:
     return "".join(f"; {e}" for e in extra)
 
 
+def _recipe(cfg: dict, where: str | None) -> str:
+    """The run's training recipe in words, from its saved config."""
+    start = f"fine-tuned from {cfg['init']}" if cfg.get("init") else "from random weights"
+    at = " and ".join(f"{f:.0%}" for f in cfg["milestones"])
+    text = (
+        f"{start}, {cfg['steps']:,} steps, Adam {cfg['lr']:g} (x{cfg['gamma']:g} at {at}), aux "
+        f"Adam {cfg['aux_lr']:g}, batch {cfg['batch_size']}, {cfg['crop']}x{cfg['crop']} crops "
+        f"with flips, gradient clipping {cfg['clip']:g}, seed {cfg['seed']}"
+    )
+    return text + _weighting(cfg) + (f"; trained on {where}" if where else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--val", default="data/offline/val")
     ap.add_argument("--every", type=int, default=5, help="every n-th validation image")
+    ap.add_argument("--where", default=None, help="the machine, for the recipe")
     args = ap.parse_args()
+    import yaml
 
     from saicm.codec.zoo import coded_tensor, load_model
     from saicm.eval.metrics import coded_rate_psnr
@@ -50,7 +66,9 @@ def main() -> None:
     images = [load_image(p) for p in list_images(args.val)[:: args.every]]
     print("| name | loss | lambda | masks | bpp | PSNR dB | MB |")
     print("|---|---|---|---|---|---|---|")
-    for run in map(Path, args.runs):
+    for spec in args.runs:
+        run_dir, _, name = spec.partition("=")
+        run = Path(run_dir)
         model = load_model(run / "model.pt")
         bpp, psnr = coded_rate_psnr(images, model)
         blob = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
@@ -63,10 +81,7 @@ def main() -> None:
                 "data": "saicm data offline-corpus: 59 training images (photos of mvtb-data and "
                 "scikit-image, every 12th frame of mvtb-data's traffic_sequence)",
                 "mask_source": MASKS.get(mask, mask) if mask else "none (plain MSE)",
-                "recipe": "fine-tuned from base-mse-mbt (plain MSE, lambda 0.0067, 3,000 steps "
-                "from random weights) for the steps given, Adam 2e-4 (x0.1 at 90% and 96%), aux "
-                "Adam 1e-3, batch 8, 128x128 crops with flips, gradient clipping 1.0, seed 0"
-                + _weighting(card),
+                "recipe": _recipe(yaml.safe_load((run / "config.yaml").read_text()), args.where),
                 "val": {
                     "images": len(images),
                     "which": f"every {args.every}th image of {args.val}",
@@ -75,6 +90,7 @@ def main() -> None:
                 },
             }
         )
+        blob["name"] = name or blob["name"]
         dest = WEIGHTS / f"{blob['name']}.pt"
         with atomic_path(dest) as tmp:
             torch.save(blob, tmp)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The rate-accuracy study of docs/RESULTS.md: one plain-MSE base model, then every loss and
-# lambda fine-tuned from it for the same number of steps (equal training budget).
+# The first (CPU) study of docs/RESULTS.md: one plain-MSE base model, then every loss and
+# lambda fine-tuned from it for the same number of steps (equal training budget). The shipped
+# models come from the GPU study, docs/scripts/study_gpu.sh.
 # Resumable: run it again after a kill and every finished model is kept, an unfinished run
 # continues from its last checkpoint. Usage: bash docs/scripts/study.sh [STEPS]
 set -euo pipefail
