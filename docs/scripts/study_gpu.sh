@@ -17,18 +17,11 @@
 set -euo pipefail
 SAICM=${SAICM:-saicm}
 D=${DATA:-data/offline}
-SET=$1
-STEPS=$2
+SET=${1:?usage: study_gpu.sh SET STEPS [RUNS_DIR]}
+STEPS=${2:?usage: study_gpu.sh SET STEPS [RUNS_DIR]}
 RUNS=${3:-runs}
 COMMON=(--images "$D/train" --arch mbt2018-mean --crop 256 --batch-size 8 --lr 3e-4
         --checkpoint-every 500 --log-every 50)
-
-# The data of study.sh; made here only where missing, so that a GPU machine with no HED weights
-# can take folders made elsewhere.
-[[ -d $D/train ]] || $SAICM data offline-corpus -o "$D"
-[[ -d $D/masks-hed ]] || $SAICM masks "$D/train" -o "$D/masks-hed" --source hed
-[[ -d $D/masks-objects ]] || $SAICM masks "$D/train" -o "$D/masks-objects" --source objects
-[[ -d $D/masks-hed-w3 ]] || $SAICM masks "$D/train" -o "$D/masks-hed-w3" --source hed --edge-width 3
 
 case $SET in
 a) SPECS=()
@@ -41,8 +34,8 @@ b) SPECS=()
        SPECS+=("scratch-region-$l --loss region --masks $D/masks-objects --lmbda $l
                 --object-crops 0.5 --outside-weight 0.1")
    done
-   # HED edges widened to 3 px each side (24.6% of the pixels), errors outside counting 0.1: the
-   # loss weight per image is ~0.32 of plain MSE's, so these lambdas match plain MSE's range.
+   # HED edges dilated by a radius of 3 px (24.6% of the pixels), errors outside counting 0.1:
+   # the loss weight per image is ~0.32 of plain MSE's, so these lambdas match plain MSE's range.
    for l in 0.005 0.01 0.02 0.04; do
        SPECS+=("scratch-sa-icm-hed3-w0.1-$l --loss edge --masks $D/masks-hed-w3 --lmbda $l
                 --outside-weight 0.1")
@@ -57,6 +50,13 @@ rep) SPECS=("rep-mse-0.0067 --loss mse --lmbda 0.0067"  # two runs of set a once
              "rep-sa-icm-hed-0.027 --loss edge --masks $D/masks-hed --lmbda 0.027") ;;
 *) echo "study_gpu.sh: unknown set $SET (a, b, c or rep)" >&2; exit 2 ;;
 esac
+
+# The data of study.sh; made here only where missing, so that a GPU machine with no HED weights
+# can take folders made elsewhere.
+[[ -d $D/train ]] || $SAICM data offline-corpus -o "$D"
+[[ -d $D/masks-hed ]] || $SAICM masks "$D/train" -o "$D/masks-hed" --source hed
+[[ -d $D/masks-objects ]] || $SAICM masks "$D/train" -o "$D/masks-objects" --source objects
+[[ -d $D/masks-hed-w3 ]] || $SAICM masks "$D/train" -o "$D/masks-hed-w3" --source hed --edge-width 3
 
 launch() {  # launch DIR STEPS: every run of the set in the background, one log each
     local dir=$1 steps=$2 pids=() spec name args resume
