@@ -84,6 +84,17 @@ def pseudo_ground_truth(
     }
 
 
+def _coco_eval(gt: dict[str, Any], results: list[dict[str, Any]], iou_type: str) -> Any:
+    """A pycocotools ``COCOeval`` of ``results`` against ``gt`` (both copied: pycocotools edits)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    coco_gt = COCO()
+    coco_gt.dataset = {**gt, "annotations": [{**a} for a in gt["annotations"]]}
+    coco_gt.createIndex()
+    return COCOeval(coco_gt, coco_gt.loadRes([{**r} for r in results]), iou_type)
+
+
 def coco_map(
     gt: dict[str, Any],
     results: list[dict[str, Any]],
@@ -94,9 +105,6 @@ def coco_map(
 
     NaN when the ground truth has no object (nothing to find). No result at all scores 0.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     ids = list(image_ids) if image_ids is not None else [im["id"] for im in gt["images"]]
     anns = [a for a in gt["annotations"] if a["image_id"] in set(ids)]
     if not anns:
@@ -104,11 +112,7 @@ def coco_map(
     if not results:
         return {"map": 0.0, "map50": 0.0, "objects": len(anns)}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        coco_gt = COCO()
-        coco_gt.dataset = {**gt, "annotations": [{**a} for a in gt["annotations"]]}
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes([{**r} for r in results])
-        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        ev = _coco_eval(gt, results, iou_type)
         ev.params.imgIds = ids
         ev.evaluate()
         ev.accumulate()
@@ -133,18 +137,12 @@ def coco_map_resampled(
     only re-accumulates those per-image matches in the drawn order, so an image drawn twice
     counts twice, as if it were two images. NaN for a replicate with no object.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     if not gt["annotations"]:
         return np.full(len(draws), math.nan)
     if not results:
         return np.zeros(len(draws))
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = {**gt, "annotations": [{**a} for a in gt["annotations"]]}
-        coco_gt.createIndex()
-        ev = COCOeval(coco_gt, coco_gt.loadRes([{**r} for r in results]), iou_type)
+        ev = _coco_eval(gt, results, iou_type)
         ev.params.imgIds = sorted({int(i) for draw in draws for i in draw})
         # Only what AP@[.5:.95] reads (all areas, 100 detections, categories with objects):
         # accumulate() loops over categories x areas x limits, once per draw.

@@ -21,33 +21,28 @@ __all__ = ["bd_table", "write_report"]
 _CONVENTIONAL = {"jpeg", "webp", "avif", "jpeg2000", "jxl", "hevc", "vvc", "png"}
 
 
-def _curves(points: list[Point], metric: str) -> dict[str, tuple[list[float], list[float]]]:
-    curves: dict[str, tuple[list[float], list[float]]] = {}
+def _curves(
+    points: list[Point], metric: str, replicates: bool = False
+) -> dict[str, tuple[list, list]]:
+    """Per codec: (bpp values, ``metric`` values), or with ``replicates`` (bpp values, bootstrap
+    replicates of ``metric``) for the codecs whose every point has them."""
+    curves: dict[str, tuple[list, list]] = {}
     for p in points:
         if p.codec == ORIGINAL or not math.isfinite(p.metrics.get(metric, math.nan)):
             continue
         r, a = curves.setdefault(p.codec, ([], []))
         r.append(p.bpp)
-        a.append(p.metrics[metric])
+        a.append(p.replicates.get(metric) if replicates else p.metrics[metric])
+    if replicates:
+        return {c: v for c, v in curves.items() if all(x is not None for x in v[1])}
     return curves
-
-
-def _replicates(points: list[Point], metric: str) -> dict[str, tuple[list, list]]:
-    """Per codec: (bpp values, bootstrap replicates of ``metric``), where every point has them."""
-    out: dict[str, tuple[list, list]] = {}
-    for p in points:
-        if p.codec != ORIGINAL and math.isfinite(p.metrics.get(metric, math.nan)):
-            r, reps = out.setdefault(p.codec, ([], []))
-            r.append(p.bpp)
-            reps.append(p.replicates.get(metric))
-    return {c: v for c, v in out.items() if all(x is not None for x in v[1])}
 
 
 def bd_table(points: list[Point], metric: str, anchor: str) -> list[dict[str, Any]]:
     """BD-rate (%) of every codec against ``anchor`` on ``metric``, with its 95% bootstrap
     interval (``interval``: [low, high], or None) where the points carry replicates."""
     curves = _curves(points, metric)
-    reps = _replicates(points, metric)
+    reps = _curves(points, metric, replicates=True)
     rows = []
     for codec, curve in curves.items():
         if codec == anchor:
