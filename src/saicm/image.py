@@ -25,6 +25,7 @@ __all__ = [
     "crop",
     "list_images",
     "load_image",
+    "pad_amounts",
     "pad_to_multiple",
     "save_image",
     "to_array",
@@ -145,25 +146,80 @@ def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Te
     return torch.from_numpy(image).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
-def to_array(x: torch.Tensor) -> np.ndarray:
-    """``(1, 3, H, W)`` float in [0, 1] -> ``(H, W, 3)`` uint8 (rounded, clipped)."""
-    x = x.detach().clamp(0, 1).mul(255.0).round().to(torch.uint8)
-    return x[0].permute(1, 2, 0).cpu().numpy()
+def to_array(x: torch.Tensor, rounding: str = "nearest") -> np.ndarray:
+    """``(1, 3, H, W)`` float in [0, 1] -> ``(H, W, 3)`` uint8, clipped to [0, 1] first.
+
+    ``rounding``: ``"nearest"`` (``round(255 x)``, unbiased) or ``"floor"`` (``floor(255 x)``:
+    the truncation of ``(x * 255).astype(np.uint8)`` in the LIC-TCM / SA-ICM authors' scripts,
+    computed in the same float32 arithmetic, so the pixels are identical).
+
+    Raises:
+        ValueError: another ``rounding``.
+    """
+    x = x.detach().clamp(0, 1).mul(255.0)
+    if rounding == "nearest":
+        x = x.round()
+    elif rounding == "floor":
+        x = x.floor()
+    else:
+        raise ValueError(f"rounding {rounding!r}: choose nearest or floor")
+    return x.to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad ``(B, C, H, W)`` at the bottom and right to a multiple of ``multiple``.
+def pad_amounts(
+    height: int, width: int, multiple: int, placement: str = "bottom-right"
+) -> tuple[int, int, int, int]:
+    """``(top, left, bottom, right)`` padding that brings ``height`` x ``width`` to the next
+    multiple of ``multiple`` on each side.
 
-    Edge pixels are replicated rather than zeros: a flat continuation costs almost no bits.
-    Returns the padded tensor and ``(pad_bottom, pad_right)``.
+    ``placement``: ``"bottom-right"`` (all of it there) or ``"centre"`` (``top = total // 2``,
+    the odd pixel at the bottom; likewise left / right), as ``utils.pad`` of the SA-ICM
+    authors and LIC-TCM's ``eval.py``.
+
+    Raises:
+        ValueError: a non-positive size or multiple, or another ``placement``.
+    """
+    if height < 1 or width < 1 or multiple < 1:
+        raise ValueError(f"cannot pad {width}x{height} to a multiple of {multiple}")
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if placement == "bottom-right":
+        return 0, 0, pad_h, pad_w
+    if placement == "centre":
+        return pad_h // 2, pad_w // 2, pad_h - pad_h // 2, pad_w - pad_w // 2
+    raise ValueError(f"padding placement {placement!r}: choose bottom-right or centre")
+
+
+def pad_to_multiple(
+    x: torch.Tensor, multiple: int, *, placement: str = "bottom-right", mode: str = "replicate"
+) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Pad ``(B, C, H, W)`` so that ``H`` and ``W`` are multiples of ``multiple``.
+
+    ``placement`` as :func:`pad_amounts`; ``mode``: ``"replicate"`` (edge pixels: a flat
+    continuation costs almost no bits) or ``"zeros"``. Returns the padded tensor and
+    ``(top, left, bottom, right)``; :func:`crop` undoes it.
+
+    Raises:
+        ValueError: another ``placement`` or ``mode``.
+    """
+    if mode not in ("replicate", "zeros"):
+        raise ValueError(f"padding mode {mode!r}: choose replicate or zeros")
+    top, left, bottom, right = pad_amounts(x.shape[-2], x.shape[-1], multiple, placement)
+    if top or left or bottom or right:
+        if mode == "replicate":
+            x = F.pad(x, (left, right, top, bottom), mode="replicate")
+        else:
+            x = F.pad(x, (left, right, top, bottom), mode="constant", value=0.0)
+    return x, (top, left, bottom, right)
+
+
+def crop(x: torch.Tensor, height: int, width: int, top: int = 0, left: int = 0) -> torch.Tensor:
+    """The ``height`` x ``width`` window of ``(..., H, W)`` at ``(top, left)``: undoes
+    :func:`pad_to_multiple` given its ``top`` and ``left``.
+
+    Raises:
+        ValueError: the window does not lie inside ``x``.
     """
     h, w = x.shape[-2:]
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-    return x, (pad_h, pad_w)
-
-
-def crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Undo :func:`pad_to_multiple`."""
-    return x[..., :height, :width]
+    if top < 0 or left < 0 or height < 1 or width < 1 or top + height > h or left + width > w:
+        raise ValueError(f"cannot crop {width}x{height} at ({left}, {top}) out of {w}x{h}")
+    return x[..., top : top + height, left : left + width]

@@ -91,7 +91,7 @@ def test_official_style_checkpoint_loads(tmp_path):
     path = tmp_path / "sa_icm_like.pth.tar"
     torch.save({"state_dict": state, "epoch": 49}, path)
     model = load_model(path, arch="tcm-small")
-    assert model.arch == "tcm-small" and model.name == "sa_icm_like.pth"
+    assert model.arch == "tcm-small" and model.name == "sa_icm_like"
     for k, v in net.state_dict().items():
         if "cdf" not in k and "offset" not in k and "scale_table" not in k:
             torch.testing.assert_close(model.net.state_dict()[k], v)

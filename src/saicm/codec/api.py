@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import BitstreamError, ModelError
-from ..image import ImageLike, crop, pad_to_multiple, to_array, to_rgb, to_tensor
+from ..image import ImageLike, crop, to_array, to_rgb, to_tensor
 from .bitstream import Bitstream, pack, unpack
 from .zoo import TrainedModel, load_model
 
@@ -38,6 +38,10 @@ def _flatten(strings: list[list[bytes]]) -> tuple[bytes, ...]:
 def encode(image: ImageLike, model: ModelLike = None) -> bytes:
     """Code one image into the bytes of a ``.sic`` file.
 
+    The image is padded by the model's own rule (``model.padding``: saicm's models to a multiple
+    of 64 at the bottom and right with edge pixels, the LIC-TCM / SA-ICM authors' checkpoints to
+    a multiple of 128, centred, with zeros); the file records the padding.
+
     Arguments:
         image: a path, a PIL image or an ``(H, W, 3)`` array.
         model: a loaded model, an installed model's name, a model file, or ``None`` (default).
@@ -45,7 +49,7 @@ def encode(image: ImageLike, model: ModelLike = None) -> bytes:
     m = resolve_model(model)
     rgb = to_rgb(image)
     height, width = rgb.shape[:2]
-    x, pad = pad_to_multiple(to_tensor(rgb), m.downsampling)
+    x, pad = m.padding.apply(to_tensor(rgb))
     out = m.net.compress(x.contiguous(memory_format=torch.channels_last))
     shape = tuple(int(s) for s in out["shape"])
     bs = Bitstream(m.name, m.hash_prefix, height, width, pad, shape, _flatten(out["strings"]))
@@ -53,13 +57,23 @@ def encode(image: ImageLike, model: ModelLike = None) -> bytes:
 
 
 @torch.inference_mode()
-def decode(data: bytes, model: ModelLike = None) -> np.ndarray:
+def decode(data: bytes, model: ModelLike = None, rounding: str | None = None) -> np.ndarray:
     """Decode ``.sic`` bytes into an ``(H, W, 3)`` uint8 RGB array.
 
     Arguments:
         data: the file's bytes.
         model: the model to decode with; ``None`` finds the installed model named in the file.
+        rounding: ``"nearest"`` or ``"floor"`` (see :func:`saicm.image.to_array`); ``None``:
+            the model's own (``model.rounding``: ``floor`` for the authors' checkpoints, whose
+            scripts truncate, ``nearest`` for saicm's models).
+
+    Raises:
+        BitstreamError: the file is damaged, or its padding or latent size do not fit the model.
+        ModelError: the model is not the one (weights) that wrote the file.
+        ValueError: another ``rounding``.
     """
+    if rounding not in (None, "nearest", "floor"):
+        raise ValueError(f"rounding {rounding!r}: choose nearest or floor")
     bs = unpack(data)
     m = resolve_model(model if model is not None else bs.model)
     if bs.weights_hash != m.hash_prefix:
@@ -67,9 +81,10 @@ def decode(data: bytes, model: ModelLike = None) -> np.ndarray:
             f"file was written by model {bs.model!r} with weights {bs.weights_hash.hex()}, "
             f"but {m.name!r} has weights {m.hash_prefix.hex()}"
         )
-    ds = m.downsampling
-    ph, pw = bs.height + bs.pad[0], bs.width + bs.pad[1]
-    if ph % ds or pw % ds or bs.pad[0] >= ds or bs.pad[1] >= ds:
+    ds, multiple = m.downsampling, m.padding.multiple
+    top, left, bottom, right = bs.pad
+    ph, pw = top + bs.height + bottom, left + bs.width + right
+    if ph % multiple or pw % multiple or top + bottom >= multiple or left + right >= multiple:
         raise BitstreamError(f"padding {bs.pad} does not fit model {m.name!r}")
     if (ph // ds, pw // ds) != bs.latent_shape:  # z sits at 1/downsampling of the image
         raise BitstreamError(f"latent shape {bs.latent_shape} does not fit a {pw}x{ph} image")
@@ -77,4 +92,4 @@ def decode(data: bytes, model: ModelLike = None) -> np.ndarray:
         out = m.net.decompress([[s] for s in bs.strings], bs.latent_shape)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise BitstreamError(f"entropy decoding failed ({exc})") from None
-    return to_array(crop(out["x_hat"], bs.height, bs.width))
+    return to_array(crop(out["x_hat"], bs.height, bs.width, top, left), rounding or m.rounding)

@@ -4,18 +4,20 @@ Layout (all integers big-endian)::
 
     offset  size  field
     0       4     magic b"SAIC"
-    4       1     format version (1)
+    4       1     format version (2)
     5       1     n = length of the model name (1..255)
     6       n     model name, UTF-8
     6+n     8     first 8 bytes of the SHA-256 of the model's weights
     14+n    4     original height  (1..8192*8192 with width, see saicm.image.MAX_PIXELS)
     18+n    4     original width
-    22+n    2     padding added at the bottom
-    24+n    2     padding added at the right
-    26+n    2     hyper-latent height
-    28+n    2     hyper-latent width
-    30+n    1     g = number of entropy-coded strings (1..16), latent by latent
-    31+n    4*g   length of each string
+    22+n    2     padding added at the top
+    24+n    2     padding added at the left
+    26+n    2     padding added at the bottom
+    28+n    2     padding added at the right
+    30+n    2     hyper-latent height
+    32+n    2     hyper-latent width
+    34+n    1     g = number of entropy-coded strings (1..16), latent by latent
+    35+n    4*g   length of each string
     ...           the strings, one after the other
     end-4   4     CRC-32 of every byte before it
 
@@ -35,10 +37,10 @@ from ..image import MAX_PIXELS
 __all__ = ["FORMAT_VERSION", "MAGIC", "Bitstream", "pack", "unpack"]
 
 MAGIC = b"SAIC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HASH_BYTES = 8
 MAX_STRINGS = 16
-_DIMS = struct.Struct(">IIHHHHB")
+_DIMS = struct.Struct(">IIHHHHHHB")
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Bitstream:
         model: name of the model that wrote it.
         weights_hash: first 8 bytes of the SHA-256 of that model's weights.
         height, width: size of the original image.
-        pad: ``(bottom, right)`` padding added before coding.
+        pad: ``(top, left, bottom, right)`` padding added before coding.
         latent_shape: spatial size of the hyper-latent ``z``.
         strings: the entropy-coded strings, one per latent (``y`` then ``z``).
     """
@@ -58,7 +60,7 @@ class Bitstream:
     weights_hash: bytes
     height: int
     width: int
-    pad: tuple[int, int]
+    pad: tuple[int, int, int, int]
     latent_shape: tuple[int, int]
     strings: tuple[bytes, ...]
 
@@ -112,7 +114,9 @@ def unpack(data: bytes) -> Bitstream:
     except UnicodeDecodeError:
         raise BitstreamError(".sic file has an invalid model name") from None
     weights_hash = data[6 + name_len : 6 + name_len + HASH_BYTES]
-    height, width, pad_b, pad_r, zh, zw, count = _DIMS.unpack_from(data, 6 + name_len + HASH_BYTES)
+    height, width, pad_t, pad_l, pad_b, pad_r, zh, zw, count = _DIMS.unpack_from(
+        data, 6 + name_len + HASH_BYTES
+    )
     if height == 0 or width == 0 or height * width > MAX_PIXELS:
         raise BitstreamError(f".sic file declares an invalid image size {width}x{height}")
     if zh == 0 or zw == 0:
@@ -129,4 +133,5 @@ def unpack(data: bytes) -> Bitstream:
     for n in lengths:
         strings.append(bytes(data[pos : pos + n]))
         pos += n
-    return Bitstream(model, weights_hash, height, width, (pad_b, pad_r), (zh, zw), tuple(strings))
+    pad = (pad_t, pad_l, pad_b, pad_r)
+    return Bitstream(model, weights_hash, height, width, pad, (zh, zw), tuple(strings))

@@ -5,6 +5,12 @@
 
     @register_architecture("my-net", config={"N": 128}, paper="...")
     def my_net(N: int) -> CompressionModel: ...
+
+How a model turns an image into what its network codes, and back (:class:`Coding`: padding
+rule, entropy-table resolution, output rounding) is a property of the model, not of saicm: each
+architecture names the :class:`Coding` that saicm's own models of it use (``coding``) and, where
+its authors publish checkpoints, the one their code uses (``published``); a model file records its
+own (see :mod:`saicm.codec.zoo`).
 """
 
 from __future__ import annotations
@@ -15,17 +21,136 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compressai.models import CompressionModel, MeanScaleHyperprior
+from torch import Tensor
 
 from ..errors import ModelError
 from .tcm import TCM
 
 __all__ = [
+    "LIC_TCM_CODING",
+    "PAD_MODES",
+    "PAD_PLACEMENTS",
+    "ROUNDINGS",
+    "SAICM_CODING",
     "Architecture",
+    "Coding",
+    "Padding",
     "create_model",
     "get_architecture",
     "list_models",
     "register_architecture",
 ]
+
+#: Where the padding goes: all of it at the bottom and right, or split evenly (the odd pixel at
+#: the bottom / right), as in CompressAI's and LIC-TCM's evaluation scripts.
+PAD_PLACEMENTS = ("bottom-right", "centre")
+#: What the padding holds: copies of the edge pixels (a flat continuation costs almost no bits)
+#: or zeros (black).
+PAD_MODES = ("replicate", "zeros")
+#: Decoded floats in [0, 1] to 8 bits: ``round(255 x)`` (unbiased) or ``floor(255 x)``, the
+#: truncation of ``(x * 255).astype(np.uint8)`` in the LIC-TCM / SA-ICM authors' scripts.
+ROUNDINGS = ("nearest", "floor")
+
+
+@dataclass(frozen=True)
+class Padding:
+    """How an image is padded before coding: to a multiple of ``multiple`` pixels on each side,
+    placed per :data:`PAD_PLACEMENTS`, filled per :data:`PAD_MODES`.
+
+    Raises:
+        ModelError: a value outside those choices, or a multiple below 1.
+    """
+
+    multiple: int = 64
+    placement: str = "bottom-right"
+    mode: str = "replicate"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.multiple, bool) or not isinstance(self.multiple, int):
+            raise ModelError(f"padding multiple {self.multiple!r} is not an integer")
+        if not 1 <= self.multiple <= 4096:
+            raise ModelError(f"padding multiple {self.multiple} is outside 1..4096")
+        if self.placement not in PAD_PLACEMENTS:
+            raise ModelError(
+                f"padding placement {self.placement!r}: choose {', '.join(PAD_PLACEMENTS)}"
+            )
+        if self.mode not in PAD_MODES:
+            raise ModelError(f"padding mode {self.mode!r}: choose {', '.join(PAD_MODES)}")
+
+    def apply(self, x: Tensor) -> tuple[Tensor, tuple[int, int, int, int]]:
+        """Pad ``(B, C, H, W)``; returns the padded tensor and ``(top, left, bottom, right)``."""
+        from ..image import pad_to_multiple
+
+        return pad_to_multiple(x, self.multiple, placement=self.placement, mode=self.mode)
+
+    def amounts(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """``(top, left, bottom, right)`` for an image of ``height`` x ``width`` pixels."""
+        from ..image import pad_amounts
+
+        return pad_amounts(height, width, self.multiple, self.placement)
+
+
+@dataclass(frozen=True)
+class Coding:
+    """What a model does around its network: the padding, the number of scales of the Gaussian
+    conditional's CDF tables when they are built (CompressAI's ``get_scale_table(levels=...)``,
+    0.11 to 256, log-spaced), and how decoded floats become 8-bit pixels.
+
+    Raises:
+        ModelError: a value outside the documented choices.
+    """
+
+    padding: Padding = field(default_factory=Padding)
+    scale_levels: int = 128
+    rounding: str = "nearest"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scale_levels, bool) or not isinstance(self.scale_levels, int):
+            raise ModelError(f"scale levels {self.scale_levels!r} is not an integer")
+        if not 2 <= self.scale_levels <= 1024:
+            raise ModelError(f"scale levels {self.scale_levels} is outside 2..1024")
+        if self.rounding not in ROUNDINGS:
+            raise ModelError(f"rounding {self.rounding!r}: choose {', '.join(ROUNDINGS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as a model file stores it."""
+        return {
+            "padding": {
+                "multiple": self.padding.multiple,
+                "placement": self.padding.placement,
+                "mode": self.padding.mode,
+            },
+            "scale_levels": self.scale_levels,
+            "rounding": self.rounding,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Coding:
+        """Inverse of :meth:`to_dict`; raises :class:`ModelError` for anything else."""
+        try:
+            pad = data["padding"]
+            if set(data) != {"padding", "scale_levels", "rounding"} or set(pad) != {
+                "multiple",
+                "placement",
+                "mode",
+            }:
+                raise TypeError
+            return cls(Padding(**pad), data["scale_levels"], data["rounding"])
+        except (TypeError, KeyError):
+            raise ModelError(f"invalid coding settings {data!r}") from None
+
+
+#: saicm's own models (and every model file written before a file recorded its coding): pad to
+#: a multiple of 64 at the bottom and right with edge pixels (the network's total stride: the
+#: fewest padded pixels), 128-scale tables (1.3-1.4% over the entropy estimate, against 2.6-3%
+#: with CompressAI's 64 at the same speed: shipped model, astronaut and VOC photos), round to
+#: nearest (unbiased).
+SAICM_CODING = Coding(Padding(64, "bottom-right", "replicate"), 128, "nearest")
+#: The LIC-TCM / SA-ICM authors' scripts (``final-0/SA-ICM`` ``coding_m.py`` and ``utils.pad``,
+#: the same as LIC-TCM's ``eval.py``): zeros to a multiple of 128, centred; ``update()`` with
+#: CompressAI's default 64-scale table when the checkpoint carries no tables; output
+#: ``(x * 255).astype(np.uint8)``.
+LIC_TCM_CODING = Coding(Padding(128, "centre", "zeros"), 64, "floor")
 
 
 @dataclass(frozen=True)
@@ -36,9 +161,13 @@ class Architecture:
         name: registry name.
         builder: returns an ``nn.Module`` with compressai's ``compress``/``decompress``/``update``.
         config: default keyword arguments of ``builder``.
-        downsampling: image sides are padded to a multiple of this.
+        downsampling: the network's total stride: the hyper-latent ``z`` is this many times
+            smaller than the image, whose padded sides must be a multiple of it.
         paper: the reference to cite.
         description: one line for ``saicm models``.
+        coding: how saicm's own models of this architecture code (written into their files).
+        published: how the checkpoints its authors publish code in the authors' scripts, used
+            for such a checkpoint (``None``: no published checkpoints; ``coding`` is used).
     """
 
     name: str
@@ -47,6 +176,16 @@ class Architecture:
     downsampling: int = 64
     paper: str = ""
     description: str = ""
+    coding: Coding = SAICM_CODING
+    published: Coding | None = None
+
+    def __post_init__(self) -> None:
+        for c in (self.coding, self.published):
+            if c is not None and c.padding.multiple % self.downsampling:
+                raise ValueError(
+                    f"{self.name}: padding multiple {c.padding.multiple} is not a multiple of "
+                    f"the network's stride {self.downsampling}"
+                )
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -59,6 +198,8 @@ def register_architecture(
     downsampling: int = 64,
     paper: str = "",
     description: str = "",
+    coding: Coding = SAICM_CODING,
+    published: Coding | None = None,
 ) -> Callable[[Callable[..., CompressionModel]], Callable[..., CompressionModel]]:
     """Decorator that registers a builder under ``name``."""
 
@@ -66,7 +207,7 @@ def register_architecture(
         if name in _REGISTRY:
             raise ValueError(f"architecture {name!r} is already registered")
         _REGISTRY[name] = Architecture(
-            name, builder, dict(config or {}), downsampling, paper, description
+            name, builder, dict(config or {}), downsampling, paper, description, coding, published
         )
         return builder
 
@@ -114,6 +255,7 @@ _TCM_PAPER = (
     },
     paper=_TCM_PAPER,
     description="LIC-TCM as in SA-ICM (N=128, M=320, 76.57 M parameters)",
+    published=LIC_TCM_CODING,
 )
 def _tcm(**config: Any) -> CompressionModel:
     return TCM(**config)
@@ -133,6 +275,7 @@ def _tcm(**config: Any) -> CompressionModel:
     },
     paper=_TCM_PAPER,
     description="LIC-TCM with one block per stage and narrower heads (17.8 M parameters)",
+    published=LIC_TCM_CODING,  # no published weights; a checkpoint of it codes as LIC-TCM's
 )
 def _tcm_small(**config: Any) -> CompressionModel:
     return TCM(**config)
