@@ -103,7 +103,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         path = Path(src)
         if not path.is_file():
             raise BitstreamError(f"{src}: no such file")
-        rgb = decode(path.read_bytes(), model)
+        rgb = decode(path.read_bytes(), model, rounding=args.round)
         save_image(rgb, dst)
         return f"{src} -> {dst}  {rgb.shape[1]}x{rgb.shape[0]}"
 
@@ -113,6 +113,21 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from .codec import DEFAULT_MODEL, get_architecture, installed_models, list_models
 
+    if getattr(args, "models_command", None) == "import":
+        from .codec.zoo import import_checkpoint
+
+        model = import_checkpoint(args.file, args.name, force=args.force)
+        c = model.coding
+        print(f"{args.file} -> {model.path}")
+        print(
+            f"  {model.name}: {model.arch}, pad to {c.padding.multiple} {c.padding.placement} "
+            f"{c.padding.mode}, {model.scale_levels}-scale tables, {c.rounding} rounding"
+        )
+        facts = ", ".join(f"{k}={model.card[k]}" for k in ("alpha", "lmbda") if k in model.card)
+        print(f"  {model.card.get('source', '')}{f' ({facts})' if facts else ''}")
+        print(f"  sha256 of {model.card['file']}: {model.card['sha256']}")
+        return 0
+
     print("architectures (saicm.create_model):")
     for name in list_models():
         print(f"  {name:<16} {get_architecture(name).description}")
@@ -121,7 +136,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in models:
         card = m["card"]
         mark = "*" if m["name"] == DEFAULT_MODEL else " "
-        facts = ", ".join(f"{k}={card[k]}" for k in ("loss", "lmbda", "steps") if k in card)
+        keys = ("loss", "alpha", "lmbda", "steps")
+        facts = ", ".join(f"{k}={card[k]}" for k in keys if k in card)
         print(f" {mark}{m['name']:<24} {m['arch']:<14} {m['bytes'] / 1e6:6.1f} MB  {facts}")
         print(f"   {m['path']}")
     if not models:
@@ -324,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="installed model name or model file (default: the shipped SA-ICM model)",
     )
-    e.add_argument("--arch", default=None, help="architecture of a foreign checkpoint (tcm)")
+    e.add_argument(
+        "--arch", default=None, help="architecture of a foreign checkpoint (default: detected)"
+    )
     e.set_defaults(func=cmd_encode)
 
     d = sub.add_parser("decode", help="decode .sic files into PNG images")
@@ -337,10 +355,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="model to decode with (default: the one named in the file)",
     )
     d.add_argument("--arch", default=None, help="architecture of a foreign checkpoint (tcm)")
+    d.add_argument(
+        "--round",
+        default=None,
+        choices=("nearest", "floor"),
+        help="decoded floats to 8 bits: nearest, or floor (the truncation of the LIC-TCM / "
+        "SA-ICM authors' scripts); default: the model's own (floor for their checkpoints, "
+        "nearest for saicm's models)",
+    )
     d.set_defaults(func=cmd_decode)
 
-    m = sub.add_parser("models", help="list architectures and installed models")
+    m = sub.add_parser("models", help="list architectures and installed models; import one")
     m.set_defaults(func=cmd_models)
+    ms = m.add_subparsers(dest="models_command", metavar="{list,import}")
+    ms.add_parser("list", help="list architectures and installed models (the default)")
+    mi = ms.add_parser(
+        "import",
+        help="install an official LIC-TCM / SA-ICM checkpoint as a saicm model",
+        description="Install an official checkpoint (icm_78.pth.tar, sa-icm_0.05.pth.tar, ...) "
+        "into the first model folder ($SAICM_MODELS, else ~/.cache/saicm/models); the "
+        "architecture is found from its tensors, it codes as the authors' scripts do.",
+    )
+    mi.add_argument("file", metavar="FILE", help="the checkpoint (loaded without running code)")
+    mi.add_argument("--name", default=None, help="installed name (default: from the file name)")
+    mi.add_argument("--force", action="store_true", help="replace a model of that name")
 
     g = sub.add_parser("demo", help="compress, decode and detect objects on one image")
     g.add_argument(
