@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from saicm.codec import Bitstream, decode, encode, pack, unpack
 from saicm.errors import BitstreamError, SaicmError
 
-SAMPLE = Bitstream("tiny", b"\x01" * 8, 100, 150, (14, 21, 14, 21), (2, 3), (b"yyyy-strings", b"zz"))
+SAMPLE = Bitstream(
+    "tiny", b"\x01" * 8, 100, 150, (14, 21, 14, 21), (2, 3), (b"yyyy-strings", b"zz")
+)
 
 
 def _with_crc(body: bytes) -> bytes:
@@ -45,7 +47,9 @@ def test_bad_files_fail_with_a_clear_message(mutate, message):
 
 
 def test_absurd_image_size_is_refused_before_decoding():
-    huge = Bitstream("tiny", b"\x01" * 8, 100_000, 100_000, (0, 0, 0, 0), (1563, 1563), (b"y", b"z"))
+    huge = Bitstream(
+        "tiny", b"\x01" * 8, 100_000, 100_000, (0, 0, 0, 0), (1563, 1563), (b"y", b"z")
+    )
     with pytest.raises(BitstreamError, match="invalid image size"):
         unpack(pack(huge))
 

@@ -9,10 +9,49 @@ from saicm.codec import create_model, load_model
 from saicm.codec.layers import WindowAttention
 
 
-def test_tcm_has_the_papers_parameter_count():
+@pytest.fixture(scope="module")
+def tcm_net():
+    """The full LIC-TCM with random weights, built once for this module (77 M parameters)."""
+    torch.manual_seed(0)
+    return create_model("tcm")
+
+
+def test_tcm_has_the_papers_parameter_count(tcm_net):
     # The authors' LIC-TCM (N=128, M=320) has 76.57 M parameters; ours matches to the unit.
-    net = create_model("tcm")
-    assert sum(p.numel() for p in net.parameters()) == 76_568_148
+    assert sum(p.numel() for p in tcm_net.parameters()) == 76_568_148
+
+
+@pytest.mark.parametrize("arch", ["tcm-small", "mbt2018-mean"])
+def test_parameter_counts_that_saicm_models_prints_are_true(arch):
+    import re
+
+    from saicm.codec import get_architecture
+
+    stated = re.search(r"(\d+\.(\d+)) M parameters", get_architecture(arch).description)
+    count = sum(p.numel() for p in create_model(arch).parameters())
+    assert round(count / 1e6, len(stated[2])) == float(stated[1])
+
+
+def test_official_tcm_checkpoint_is_imported_as_the_authors_code_runs_it(tmp_path, tcm_net):
+    """An SA-ICM v2 file in LIC-TCM's training layout (no CDF tables): detected as tcm from its
+    tensors, CompressAI's default 64-scale table as the authors' ``update()`` builds it, their
+    padding (128, centred, zeros) and truncation."""
+    from compressai.models.base import get_scale_table
+
+    from saicm.codec.registry import LIC_TCM_CODING
+    from saicm.codec.zoo import import_checkpoint
+
+    path = tmp_path / "sa-icm_0.05.pth.tar"
+    state = {f"module.{k}": v for k, v in tcm_net.state_dict().items()}
+    torch.save({"epoch": 49, "state_dict": state, "loss": torch.tensor(0.5)}, path)
+    model = import_checkpoint(path, folder=tmp_path / "models")
+    assert (model.name, model.arch) == ("sa-icm-tcm-0.05", "tcm")
+    assert model.card["lmbda"] == 0.05 and "SA-ICM-v2" in model.card["source"]
+    assert model.coding == LIC_TCM_CODING and model.scale_levels == 64
+    torch.testing.assert_close(
+        model.net.gaussian_conditional.scale_table, get_scale_table(), rtol=0, atol=0
+    )
+    assert sum(p.numel() for p in model.net.parameters()) == 76_568_148
 
 
 def _naive_window_attention(attn: WindowAttention, x: torch.Tensor) -> torch.Tensor:
@@ -90,8 +129,9 @@ def test_official_style_checkpoint_loads(tmp_path):
     state = {f"module.{k}": v for k, v in net.state_dict().items()}
     path = tmp_path / "sa_icm_like.pth.tar"
     torch.save({"state_dict": state, "epoch": 49}, path)
-    model = load_model(path, arch="tcm-small")
+    model = load_model(path)  # the architecture is found from the tensors
     assert model.arch == "tcm-small" and model.name == "sa_icm_like"
+    assert model.padding.multiple == 128 and model.rounding == "floor"
     for k, v in net.state_dict().items():
         if "cdf" not in k and "offset" not in k and "scale_table" not in k:
             torch.testing.assert_close(model.net.state_dict()[k], v)

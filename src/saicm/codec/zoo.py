@@ -399,14 +399,14 @@ _RELEASES = (
         "SA-ICM (Shindo et al., ICIP 2024) release: github.com/final-0/SA-ICM, weights "
         "https://drive.google.com/drive/folders/1J7rsrEFn20zLginAcyDzY5DdCMbYamgC",
         lambda m: {"alpha": int(m[1]) / 100, "lmbda": 0.05},
-        lambda m, _: f"sa-icm-tcm-alpha{int(m[1]) / 100:g}",
+        lambda m, arch: f"sa-icm-{arch}-alpha{int(m[1]) / 100:g}",
     ),
     (
         re.compile(r"^sa-icm_(\d+(?:\.\d+)?)$"),
         "SA-ICM v2 release: github.com/final-0/SA-ICM-v2, weights "
         "https://drive.google.com/drive/folders/1s7SwxFbDiI0CH0jLYw35edyPPYpIVUoK",
         lambda m: {"lmbda": float(m[1])},
-        lambda m, _: f"sa-icm-tcm-{float(m[1]):g}",
+        lambda m, arch: f"sa-icm-{arch}-{float(m[1]):g}",
     ),
 )
 
