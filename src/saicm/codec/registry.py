@@ -112,6 +112,12 @@ class Coding:
         if self.rounding not in ROUNDINGS:
             raise ModelError(f"rounding {self.rounding!r}: choose {', '.join(ROUNDINGS)}")
 
+    @property
+    def tag(self) -> str:
+        """Short text naming every setting, e.g. ``pad128-centre-zeros.s64.floor``."""
+        p = self.padding
+        return f"pad{p.multiple}-{p.placement}-{p.mode}.s{self.scale_levels}.{self.rounding}"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as a model file stores it."""
         return {

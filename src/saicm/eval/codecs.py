@@ -218,10 +218,14 @@ class LearnedCodec(Codec):
 
     def cache_key(self, setting: str) -> str:
         from ..codec import load_model
+        from ..codec.registry import SAICM_CODING
 
-        # A retrained model keeps its name: the weights decide.
+        # A retrained model keeps its name: the weights decide, and how the model pads and
+        # rounds (named unless it is saicm's usual, so earlier cache entries stay valid).
         name = Path(setting).stem if setting.endswith(".pt") else setting
-        return f"{name}@{load_model(setting).weights_hash[:12]}"
+        model = load_model(setting)
+        coding = "" if model.coding == SAICM_CODING else f"+{model.coding.tag}"
+        return f"{name}@{model.weights_hash[:12]}{coding}"
 
     def code(self, image: np.ndarray, setting: str) -> Coded:
         from ..codec import decode, encode, load_model
