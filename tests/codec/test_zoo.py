@@ -186,7 +186,6 @@ def test_official_layouts_import_and_code_with_the_tables_they_carry(
     model = import_checkpoint(path)
     assert model.name == "sa-icm-tcm-small-0.05" and model.arch == "tcm-small"  # detected
     assert model.path == tmp_path / "models" / "sa-icm-tcm-small-0.05.pt"
-    assert load_model("sa-icm-tcm-small-0.05").weights_hash == model.weights_hash
     levels = 128 if layout == "after-update" else 64  # the file's, else update()'s default
     assert model.scale_levels == levels
     assert model.padding == LIC_TCM_CODING.padding and model.rounding == "floor"
@@ -205,7 +204,7 @@ def test_official_layouts_import_and_code_with_the_tables_they_carry(
         with torch.no_grad():
             x_hat = model.net(x)["x_hat"].clamp(0, 1)[..., 14:114, 63:193]
         expected = (x_hat[0].numpy() * 255).transpose(1, 2, 0).astype(np.uint8)
-        got = decode(data)
+        got = decode(data)  # finds the installed model by the name in the file
         diff = np.abs(got.astype(int) - expected.astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # float summation order only
         nearest = decode(data, rounding="nearest")

@@ -348,17 +348,31 @@ def _checkpoint_state(blob: Any, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-@functools.cache
-def _signature(arch: str) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of the tensors of ``arch`` (default config), CDF tables left out."""
-    with torch.no_grad():
-        net = create_model(arch)
-    return {k: tuple(v.shape) for k, v in net.state_dict().items() if not k.endswith(TABLE_BUFFERS)}
+#: Names and shapes of each architecture's tensors (default config, CDF tables left out).
+_SIGNATURES: dict[str, dict[str, tuple[int, ...]]] = {}
 
 
-def detect_architecture(state: dict[str, torch.Tensor], what: str = "checkpoint") -> str:
+def _signature(arch: str, built: dict[str, CompressionModel] | None = None) -> dict:
+    """``arch``'s tensor names and shapes; a network built to find them is left in ``built``."""
+    if arch not in _SIGNATURES:
+        with torch.no_grad():
+            net = create_model(arch)
+        _SIGNATURES[arch] = {
+            k: tuple(v.shape) for k, v in net.state_dict().items() if not k.endswith(TABLE_BUFFERS)
+        }
+        if built is not None:
+            built[arch] = net
+    return _SIGNATURES[arch]
+
+
+def detect_architecture(
+    state: dict[str, torch.Tensor],
+    what: str = "checkpoint",
+    built: dict[str, CompressionModel] | None = None,
+) -> str:
     """The registered architecture (default configuration) whose tensor names and shapes are
-    exactly those of ``state`` (CDF tables left out).
+    exactly those of ``state`` (CDF tables left out). Networks built on the way (the first time
+    an architecture is looked at) are left in ``built``, to be reused.
 
     Raises:
         ModelError: none matches (the message names the closest and how it differs), or several.
@@ -366,7 +380,7 @@ def detect_architecture(state: dict[str, torch.Tensor], what: str = "checkpoint"
     got = {k: tuple(v.shape) for k, v in state.items() if not k.endswith(TABLE_BUFFERS)}
     matches, misses = [], []
     for arch in list_models():
-        sig = _signature(arch)
+        sig = _signature(arch, built)
         if sig == got:
             matches.append(arch)
             continue
@@ -450,10 +464,11 @@ def _from_checkpoint(blob: Any, path: Path, arch: str | None) -> tuple[TrainedMo
     """A foreign checkpoint as a model coding as its authors' scripts do, and its state (float32
     parameters and the CDF tables it codes with) as a model file stores it."""
     state = _checkpoint_state(blob, path)
-    arch = arch or detect_architecture(state, str(path))
+    built: dict[str, CompressionModel] = {}
+    arch = arch or detect_architecture(state, str(path), built)
     spec = get_architecture(arch)
     coding = spec.published or spec.coding
-    net = create_model(arch)
+    net = built.pop(arch, None) or create_model(arch)  # its random weights are all replaced
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
@@ -570,7 +585,10 @@ def import_checkpoint(
         "coding": model.coding.to_dict(),
     }
     _install(out, target, force)
-    return load_model(target)
+    back = read_weights_file(target, "model file", ModelError)  # what was written reads back
+    if not isinstance(back, dict) or weights_hash(back.get("state_dict", {})) != out["hash"]:
+        raise ModelError(f"{target}: written file does not read back (disk full?)")
+    return replace(model, name=name, path=target)
 
 
 def _find_installed(name: str) -> Path | None:
