@@ -258,6 +258,11 @@ def test_models_import_command(tmp_path, monkeypatch, small_net, photo, capsys):
     assert main(["decode", str(sic), "-o", str(png), "--round", "nearest"]) == 0
     nearest = np.asarray(Image.open(png))
     assert floor.shape == (100, 130, 3) and (nearest >= floor).all() and (nearest != floor).any()
+    from saicm.eval.codecs import LearnedCodec, parse_codec
+
+    codec = parse_codec("mine")  # saicm eval --codec mine
+    assert isinstance(codec, LearnedCodec) and codec.available() is None
+    assert np.array_equal(codec.code(photo[:100, :130], "mine").decoded, floor)
     leftovers = [p.name for p in (tmp_path / "models").iterdir() if p.suffix != ".pt"]
     assert leftovers == []
 
