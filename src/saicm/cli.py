@@ -138,11 +138,22 @@ def cmd_models(args: argparse.Namespace) -> int:
         mark = "*" if m["name"] == DEFAULT_MODEL else " "
         keys = ("loss", "alpha", "lmbda", "steps")
         facts = ", ".join(f"{k}={card[k]}" for k in keys if k in card)
+        if m.get("coding"):  # how it pads, its tables, its rounding (saicm's usual if absent)
+            facts += f"{', ' if facts else ''}{_coding_tag(m['coding'])}"
         print(f" {mark}{m['name']:<24} {m['arch']:<14} {m['bytes'] / 1e6:6.1f} MB  {facts}")
         print(f"   {m['path']}")
     if not models:
         print("  (none)")
     return 0
+
+
+def _coding_tag(coding: object) -> str:
+    from .codec.registry import Coding
+
+    try:
+        return Coding.from_dict(coding).tag
+    except SaicmError:
+        return "invalid coding"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -354,7 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="model to decode with (default: the one named in the file)",
     )
-    d.add_argument("--arch", default=None, help="architecture of a foreign checkpoint (tcm)")
+    d.add_argument(
+        "--arch", default=None, help="architecture of a foreign checkpoint (default: detected)"
+    )
     d.add_argument(
         "--round",
         default=None,

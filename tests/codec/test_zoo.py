@@ -249,7 +249,8 @@ def test_models_import_command(tmp_path, monkeypatch, small_net, photo, capsys):
     assert main(["models", "import", str(path), "--force"]) == 0
     assert main(["models", "import", str(path), "--name", "mine"]) == 0
     assert main(["models"]) == 0
-    assert "mine" in capsys.readouterr().out
+    listing = capsys.readouterr().out
+    assert "mine" in listing and "pad128-centre-zeros.s64.floor" in listing
     Image.fromarray(photo[:100, :130]).save(tmp_path / "a.png")
     sic, png = tmp_path / "a.sic", tmp_path / "b.png"
     assert main(["encode", str(tmp_path / "a.png"), "-o", str(sic), "--model", "mine"]) == 0
