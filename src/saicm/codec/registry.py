@@ -152,10 +152,10 @@ class Coding:
 #: with CompressAI's 64 at the same speed: shipped model, astronaut and VOC photos), round to
 #: nearest (unbiased).
 SAICM_CODING = Coding(Padding(64, "bottom-right", "replicate"), 128, "nearest")
-#: The LIC-TCM / SA-ICM authors' scripts (``final-0/SA-ICM`` ``coding_m.py`` and ``utils.pad``,
-#: the same as LIC-TCM's ``eval.py``): zeros to a multiple of 128, centred; ``update()`` with
-#: CompressAI's default 64-scale table when the checkpoint carries no tables; output
-#: ``(x * 255).astype(np.uint8)``.
+#: The SA-ICM authors' script (``final-0/SA-ICM`` ``coding_m.py --real`` with ``utils.pad``; the
+#: padding and tables are also those of LIC-TCM's ``eval.py``): zeros to a multiple of 128,
+#: centred; ``update()``, so the tables the checkpoint carries, else CompressAI's default
+#: 64-scale table; output ``(x * 255).astype(np.uint8)``.
 LIC_TCM_CODING = Coding(Padding(128, "centre", "zeros"), 64, "floor")
 
 
