@@ -634,10 +634,13 @@ def installed_models() -> list[dict[str, Any]]:
         for f in sorted(d.glob("*.pt")) if d.is_dir() else []:
             if f.stem in seen:
                 continue
-            try:
-                blob = torch.load(f, map_location="cpu", weights_only=True)
+            try:  # mapped, not read: an imported LIC-TCM file is 306 MB
+                blob = torch.load(f, map_location="cpu", weights_only=True, mmap=True)
             except Exception:
-                continue
+                try:  # a file in torch's legacy (non-zip) format cannot be mapped
+                    blob = torch.load(f, map_location="cpu", weights_only=True)
+                except Exception:
+                    continue
             if isinstance(blob, dict) and blob.get("format") == FORMAT:
                 size = f.stat().st_size
                 seen[f.stem] = {
