@@ -300,3 +300,24 @@ class _Payload:
 
     def __reduce__(self):
         return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize(
+    ("file", "name", "facts", "release"),
+    [
+        ("icm_78.pth.tar", "sa-icm-tcm-alpha0.78", {"alpha": 0.78, "lmbda": 0.05}, "SA-ICM (Sh"),
+        ("icm_93.pth.tar", "sa-icm-tcm-alpha0.93", {"alpha": 0.93, "lmbda": 0.05}, "SA-ICM (Sh"),
+        ("sa-icm_0.02.pth.tar", "sa-icm-tcm-0.02", {"lmbda": 0.02}, "SA-ICM v2"),
+        ("sa-icm_0.06.pth.tar", "sa-icm-tcm-0.06", {"lmbda": 0.06}, "SA-ICM v2"),
+        ("sa-icm_0.045.pth.tar", "sa-icm-tcm-0.045", {"lmbda": 0.045}, "foreign"),  # not theirs
+        ("icm_50.pth.tar", "sa-icm-tcm-alpha0.5", {"alpha": 0.5, "lmbda": 0.05}, "foreign"),
+        ("my run (2).pth", "my_run__2_", {}, "foreign"),
+    ],
+)
+def test_official_file_names_give_release_alpha_and_lambda(file, name, facts, release):
+    from saicm.codec.zoo import _describe_checkpoint
+
+    got_name, card = _describe_checkpoint(Path(file), "tcm", "ab" * 32)
+    assert got_name == name and card["source"].startswith(release)
+    assert {k: card[k] for k in ("alpha", "lmbda") if k in card} == facts
+    assert card["sha256"] == "ab" * 32 and card["file"] == file
