@@ -100,6 +100,31 @@ class TrainConfig(Settings):
             tmp.write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
 
     def validate(self, world: int = 1) -> None:
+        """Check every setting (range and type, see :data:`saicm.utils.checks.TRAIN_CHECKS`)
+        before any work.
+
+        Raises:
+            SaicmError: one line naming the setting and the value, e.g. ``lmbda -0.05: expected
+                a finite number > 0 and <= 10000``.
+        """
+        from ..utils.checks import TRAIN_CHECKS
+        from ..utils.options import check, fraction
+
+        for key, checker in TRAIN_CHECKS.items():
+            value = getattr(self, key)
+            if value is not None or key != "name":
+                check(key, value, checker)
+        if not isinstance(self.milestones, list) or not all(
+            check("milestone", m, fraction) < 1 for m in self.milestones
+        ):
+            raise SaicmError(f"milestones {self.milestones!r}: expected a list of fractions < 1")
+        for key in ("arch_config", "card"):
+            if not isinstance(getattr(self, key), dict):
+                raise SaicmError(f"{key} {getattr(self, key)!r}: expected a mapping")
+        for key in ("images", "masks", "val_images", "val_masks", "init"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise SaicmError(f"{key} {value!r}: expected a path")
         if not self.images:
             raise SaicmError("no training images: give --images DIR")
         if self.loss not in LOSSES:

@@ -46,9 +46,18 @@ class RunLogs:
                 w.writerow(["step", *values])
             w.writerow([step, *(f"{v:.6g}" for v in values.values())])
         if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{name}/{k}", v, step)
-            self.tb.flush()
+            try:
+                for k, v in values.items():
+                    self.tb.add_scalar(f"{name}/{k}", v, step)
+                self.tb.flush()
+            except Exception as exc:  # a full disk: the CSV logs say the same; go on without
+                import warnings
+
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                warnings.warn(
+                    f"TensorBoard logs stopped ({first}); the CSV logs go on", stacklevel=2
+                )
+                self.tb = None
 
     def truncate(self, step: int) -> None:
         """Drop rows past ``step`` (written after the checkpoint a resumed run starts from)."""
