@@ -113,7 +113,7 @@ class TrainConfig(Settings):
         for key, checker in TRAIN_CHECKS.items():
             value = getattr(self, key)
             if value is not None or key != "name":
-                check(key, value, checker)
+                setattr(self, key, check(key, value, checker))  # "10" from a file -> 10
         if not isinstance(self.milestones, list) or not all(
             check("milestone", m, fraction) < 1 for m in self.milestones
         ):

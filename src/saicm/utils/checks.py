@@ -29,8 +29,8 @@ TRAIN_CHECKS: dict[str, Callable[[Any], Any]] = {
     "crop": int_range(64, 1 << 14),
     "object_crops": fraction,
     "outside_weight": nonnegative_float,
-    "lr": finite_float(0, 1, lo_open=True),
-    "aux_lr": finite_float(0, 1, lo_open=True),
+    "lr": finite_float(0, 1),  # 0 keeps the --init weights (a check of a set-up)
+    "aux_lr": finite_float(0, 1),
     "gamma": finite_float(0, 1, lo_open=True),
     "clip": nonnegative_float,
     "amp": choice("off", "bf16", "fp16"),
