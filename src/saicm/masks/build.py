@@ -136,7 +136,10 @@ def _check_folder(out: Path, done: dict[str, dict], source: MaskSource) -> None:
     for stem, rec in done.items():
         have = _content_settings(rec.get("source", "?"), rec.get("settings", {}))
         if have != want:
-            diff = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+            diff = sorted(
+                (k for k in want.keys() | have.keys() if want.get(k) != have.get(k)),
+                key=lambda k: (k != "source", k),
+            )
             shown = ", ".join(f"{k}={have.get(k)!r} (now {want.get(k)!r})" for k in diff[:3])
             raise SaicmError(
                 f"{out} holds masks made with other settings ({stem}.png: {shown}); "
