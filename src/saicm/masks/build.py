@@ -84,9 +84,9 @@ def read_manifest(folder: str | Path) -> dict[str, dict]:
         for line in m.read_text().splitlines():
             try:
                 rec = json.loads(line)
-            except ValueError:  # a line cut by a kill: that image is simply redone
+                entries[Path(rec["mask"]).stem] = rec
+            except (ValueError, KeyError, TypeError):  # a line cut by a kill: redone
                 continue
-            entries[Path(rec["mask"]).stem] = rec
     return entries
 
 
