@@ -71,7 +71,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     # warnings.showwarning's signature; saicm's warnings are one line for a user
-    print(f"saicm: warning: {message}", file=sys.stderr)
+    _close_bars()
+    print(f"saicm: warning: {_one_line(str(message))}", file=sys.stderr)
 
 
 def _outputs(inputs: Sequence[str], out: str, suffix: str) -> list[Path]:
