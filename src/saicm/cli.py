@@ -71,8 +71,12 @@ class _Parser(argparse.ArgumentParser):
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     # warnings.showwarning's signature; saicm's warnings are one line for a user
-    _close_bars()
-    print(f"saicm: warning: {_one_line(str(message))}", file=sys.stderr)
+    text = f"saicm: warning: {_one_line(str(message))}"
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
+        tqdm.tqdm.write(text, file=sys.stderr)  # above the bars, which go on
+    else:
+        print(text, file=sys.stderr)
 
 
 def _outputs(inputs: Sequence[str], out: str, suffix: str) -> list[Path]:
