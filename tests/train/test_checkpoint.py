@@ -112,6 +112,8 @@ def test_cli_resume_of_a_handed_run_folder(tmp_path, corpus):
         ("milestones", [0.5, 1.5], "milestone 1.5"),
         ("steps", "ten", "steps 'ten'"),
         ("lr", True, "lr True"),
+        ("arch_config", {"N": -1, "M": 48}, "arch_config.N -1"),
+        ("arch_config", {"Q": 3}, "has no setting Q"),
     ],
 )
 def test_config_values_are_checked_before_work(tmp_path, corpus, setting, value, reason):

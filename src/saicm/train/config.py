@@ -121,6 +121,7 @@ class TrainConfig(Settings):
         for key in ("arch_config", "card"):
             if not isinstance(getattr(self, key), dict):
                 raise SaicmError(f"{key} {getattr(self, key)!r}: expected a mapping")
+        self._check_arch_config()
         for key in ("images", "masks", "val_images", "val_masks", "init"):
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):
@@ -144,6 +145,28 @@ class TrainConfig(Settings):
                 f"batch size {self.batch_size} does not split into {world} rank(s) x "
                 f"{self.accumulate} micro-batch(es)"
             )
+
+    def _check_arch_config(self) -> None:
+        """Keys of the architecture's config only; sizes are integers 1..4096 (lists of them
+        where the default is a list)."""
+        from ..utils.options import check, int_range
+
+        defaults = get_architecture(self.arch).config
+        unknown = sorted(set(self.arch_config) - set(defaults))
+        if unknown:
+            raise SaicmError(f"arch_config: {self.arch} has no setting {', '.join(unknown)}")
+        size = int_range(1, 4096)
+        for key, value in self.arch_config.items():
+            if isinstance(defaults[key], list):
+                if not isinstance(value, list) or len(value) != len(defaults[key]):
+                    raise SaicmError(
+                        f"arch_config.{key} {value!r}: expected a list of "
+                        f"{len(defaults[key])} integers"
+                    )
+                for v in value:
+                    check(f"arch_config.{key}", v, size)
+            else:
+                check(f"arch_config.{key}", value, size)
 
     @property
     def model_name(self) -> str:
