@@ -165,11 +165,16 @@ def refuse_overwrite(
     ins = [Path(p) for p in inputs if p is not None]
     for out in outputs:
         for src in ins:
-            if os.path.lexists(src) and (
-                same_path(out, src) or (src.is_dir() and same_path(Path(out).parent, src))
-            ):
+            if not os.path.lexists(src):
+                continue
+            if same_path(out, src):
                 raise SaicmError(
                     f"output {out} would overwrite the input {src}: choose another output"
+                )
+            if src.is_dir() and same_path(Path(out).parent, src):
+                raise SaicmError(
+                    f"output {out} is in the input folder {src}: it could overwrite the input "
+                    "or be taken for one; choose another output"
                 )
     for folder in folders:
         for src in ins:
