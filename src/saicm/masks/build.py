@@ -205,7 +205,10 @@ def _build(
                 "count": result.count,
                 "seconds": round(time.perf_counter() - start, 3),
             }
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
+            try:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            except OSError as exc:  # a full disk: name the manifest, not a bare errno
+                raise OSError(exc.errno, exc.strerror, str(manifest)) from None
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -40,11 +40,14 @@ class RunLogs:
             return
         path = self.out / f"{name}.csv"
         fresh = not path.exists()
-        with path.open("a", newline="") as f:
-            w = csv.writer(f)
-            if fresh:
-                w.writerow(["step", *values])
-            w.writerow([step, *(f"{v:.6g}" for v in values.values())])
+        try:
+            with path.open("a", newline="") as f:
+                w = csv.writer(f)
+                if fresh:
+                    w.writerow(["step", *values])
+                w.writerow([step, *(f"{v:.6g}" for v in values.values())])
+        except OSError as exc:  # a full disk: name the log, not a bare errno
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         if self.tb is not None:
             try:
                 for k, v in values.items():
