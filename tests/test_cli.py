@@ -198,6 +198,13 @@ def test_a_busy_folder_is_refused(tmp_path, images, capsys):
     assert main(argv) == 1
     assert "in use by another saicm run" in capsys.readouterr().err
     assert sorted(p.name for p in rep.iterdir()) == [".saicm.lock"]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".saicm.lock").write_text(me)
+    argv = ["train", "--images", str(images[0].parent), "--loss", "mse", "-o", str(run)]
+    assert main([*argv, "--steps", "1", "--crop", "64", "--batch-size", "1"]) == 1
+    assert "in use by another saicm run" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == [".saicm.lock"]
 
 
 @pytest.mark.parametrize(
