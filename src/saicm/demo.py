@@ -17,6 +17,10 @@ from .utils.io import atomic_path, atomic_write_bytes
 __all__ = ["run_demo"]
 
 
+#: what the demo writes into its output folder (``{stem}``: the image's name)
+OUTPUT_FILES = ("original.png", "{stem}.sic", "decoded.png", "detections.png")
+
+
 def run_demo(image: str | None, output: str | Path, model: str | None = None) -> dict[str, float]:
     """Write ``original.png``, ``<stem>.sic``, ``decoded.png`` and ``detections.png`` to
     ``output``; print and return the rate, quality and detection counts."""

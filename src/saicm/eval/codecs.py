@@ -46,6 +46,16 @@ class Codec:
         self.settings = list(settings or self.default_settings)
         if not self.settings:
             raise SaicmError(f"codec {self.name}: give settings, e.g. {self.name}:A,B,C")
+        check = SETTING_CHECKS.get(self.name)
+        if check is not None:
+            from ..utils.options import OptionError
+
+            for i, setting in enumerate(self.settings):
+                try:
+                    check(setting)
+                except OptionError as exc:
+                    raise CodecSettingError(f"codec {self.name}: setting {exc}") from None
+                self.settings[i] = setting.strip()
 
     def available(self) -> str | None:
         """None if the codec can run here, else why not."""
@@ -305,6 +315,29 @@ _FFMPEG = {
 CODECS = (*_PILLOW, *_FFMPEG, "saicm", "png")
 
 
+class CodecSettingError(SaicmError):
+    """A setting out of a codec's range (a hard error: the command stops before any work)."""
+
+
+def _settings_checks() -> dict:
+    from ..utils.options import finite_float, int_range
+
+    return {
+        "jpeg": int_range(1, 100),  # Pillow's quality
+        "webp": int_range(0, 100),
+        "avif": int_range(0, 100),
+        "jpeg2000": int_range(1, 10_000),  # compression ratio
+        "jxl": finite_float(0, 25),  # libjxl's butteraugli distance
+        "hevc": int_range(0, 51),  # x265 QP
+        "vvc": int_range(0, 63),  # VVenC QP
+    }
+
+
+#: codec -> checker of one setting: a number in the codec's own range, so that nothing else
+#: (a negative quality, a QP of 999, extra ffmpeg arguments) reaches the encoder
+SETTING_CHECKS = _settings_checks()
+
+
 def _create(name: str, settings: list[str] | None) -> Codec:
     if name in _PILLOW:
         fmt, defaults = _PILLOW[name]
@@ -327,6 +360,8 @@ def parse_codec(spec: str) -> Codec:
         return codec
     try:
         return _parse(spec)
+    except CodecSettingError:
+        raise
     except SaicmError as exc:
         return Unavailable(spec.partition(":")[0], str(exc))
 

@@ -21,10 +21,13 @@ from PIL import Image
 
 from ..errors import SaicmError
 from ..image import IMAGE_SUFFIXES, load_image
-from ..utils.io import atomic_path
+from ..utils.io import atomic_path, folder_lock, refuse_overwrite
 from .sources import MaskSource
 
 __all__ = ["BuildSummary", "build_masks", "find_images", "read_manifest", "torchrun_shard"]
+
+#: settings that change how fast masks are made, not what they are
+_NOT_CONTENT = ("device", "points_per_batch")
 
 
 @dataclass
@@ -81,9 +84,9 @@ def read_manifest(folder: str | Path) -> dict[str, dict]:
         for line in m.read_text().splitlines():
             try:
                 rec = json.loads(line)
-            except ValueError:  # a line cut by a kill: that image is simply redone
+                entries[Path(rec["mask"]).stem] = rec
+            except (ValueError, KeyError, TypeError):  # a line cut by a kill: redone
                 continue
-            entries[Path(rec["mask"]).stem] = rec
     return entries
 
 
@@ -95,17 +98,74 @@ def build_masks(
     overwrite: bool = False,
     progress: bool = True,
 ) -> BuildSummary:
-    """Write a mask for every image of ``inputs`` that belongs to ``shard`` (index, count)."""
-    from tqdm import tqdm
+    """Write a mask for every image of ``inputs`` that belongs to ``shard`` (index, count).
 
+    Refused before any work (SaicmError): no input exists; a mask would replace an input or
+    land in an input folder; the folder holds masks of another source or other settings, or
+    PNG files without a manifest (unless ``overwrite``); another run holds the shard's lock.
+    """
     index, count = shard
     if not 0 <= index < count:
         raise SaicmError(f"shard {index}/{count} is not valid (need 0 <= i < n)")
-    source.load()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = find_images(inputs)[index::count]
+    missing = [str(p) for p in inputs if not Path(p).exists()]
+    if missing and len(missing) == len(inputs):
+        raise SaicmError(f"{missing[0]}: no such image or folder")
+    every = find_images(inputs)
+    if not every and not missing:
+        raise SaicmError(f"no images in {', '.join(str(p) for p in inputs)}")
+    # Before any work: no mask may replace an input, nor land in an input folder.
+    refuse_overwrite([*inputs, *every], [out / f"{p.stem}.png" for p in every])
+    if out.exists() and not out.is_dir():
+        raise SaicmError(f"{out}: not a folder")
+    source.load()
+    files = every[index::count]
+    with folder_lock(out, f".saicm-masks-{index}of{count}.lock"):
+        return _build(files, out, source, index, count, overwrite, progress)
+
+
+def _content_settings(source_name: str, settings: dict) -> dict:
+    plain = json.loads(json.dumps(settings, default=str))
+    return {"source": source_name, **{k: v for k, v in plain.items() if k not in _NOT_CONTENT}}
+
+
+def _check_folder(out: Path, done: dict[str, dict], source: MaskSource) -> None:
+    """Refuse a folder of masks from another source or other settings, or of masks saicm did
+    not write (no manifest), instead of taking them for this run's finished work."""
+    want = _content_settings(source.name, source.settings())
+    for stem, rec in done.items():
+        have = _content_settings(rec.get("source", "?"), rec.get("settings", {}))
+        if have != want:
+            diff = sorted(
+                (k for k in want.keys() | have.keys() if want.get(k) != have.get(k)),
+                key=lambda k: (k != "source", k),
+            )
+            shown = ", ".join(f"{k}={have.get(k)!r} (now {want.get(k)!r})" for k in diff[:3])
+            raise SaicmError(
+                f"{out} holds masks made with other settings ({stem}.png: {shown}); "
+                "choose another folder, or pass --overwrite to make them again"
+            )
+    if not done and any(out.glob("*.png")):
+        raise SaicmError(
+            f"{out} holds PNG files that saicm masks did not write (no manifest); choose "
+            "another folder, or pass --overwrite to replace them"
+        )
+
+
+def _build(
+    files: list[Path],
+    out: Path,
+    source: MaskSource,
+    index: int,
+    count: int,
+    overwrite: bool,
+    progress: bool,
+) -> BuildSummary:
+    from tqdm import tqdm
+
     done = {} if overwrite else read_manifest(out)
+    if not overwrite:
+        _check_folder(out, done, source)
     manifest = out / f"manifest-{index}of{count}.jsonl"
     summary = BuildSummary()
     t0 = time.perf_counter()
@@ -145,7 +205,10 @@ def build_masks(
                 "count": result.count,
                 "seconds": round(time.perf_counter() - start, 3),
             }
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
+            try:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            except OSError as exc:  # a full disk: name the manifest, not a bare errno
+                raise OSError(exc.errno, exc.strerror, str(manifest)) from None
     summary.seconds = time.perf_counter() - t0
     return summary

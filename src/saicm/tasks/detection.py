@@ -247,10 +247,15 @@ class TorchvisionDetector:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         net = getattr(tvd, arch)(weights=None, weights_backbone=None, num_classes=91)
         if weights is not None:
+            from ..utils.io import read_weights_file
+
+            # weights_only: a file that needs unpickling is refused, never run
+            state = read_weights_file(weights, f"{arch} state dict", ModelError)
             try:
-                state = torch.load(weights, map_location="cpu", weights_only=True)
+                if not isinstance(state, dict):
+                    raise TypeError(type(state).__name__)
                 net.load_state_dict(state.get("model", state))
-            except (OSError, RuntimeError, KeyError, AttributeError) as exc:
+            except (RuntimeError, KeyError, AttributeError, TypeError) as exc:
                 raise ModelError(f"{weights}: not {arch} weights ({type(exc).__name__})") from None
         self.net = net.eval().to(self.device)
         self.name = arch
@@ -304,16 +309,36 @@ class UltralyticsDetector:
         # PIL.Image.open for the whole process (HEIF support, installed on first failure): keep
         # both out of saicm, which hands YOLO arrays, not files.
         os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+        # A .pt of ultralytics is a pickle of whole modules: loaded by default with
+        # weights_only=False, it runs whatever it names. ULTRALYTICS_SAFE_LOAD (ultralytics
+        # >= 8.4) loads it with weights_only=True and an allow-list of ultralytics' own classes,
+        # and builds .yaml models without eval(); saicm always switches it on, and refuses what
+        # ultralytics would load another way (exported formats, downloads by name).
+        os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
+        path = Path(weights)
+        if path.suffix.lower() not in (".pt", ".yaml", ".yml"):
+            raise ModelError(f"{weights}: a YOLO model is a .pt checkpoint or a .yaml file")
+        if path.suffix.lower() == ".pt" and not path.is_file():  # ultralytics would download it
+            raise ModelError(f"{weights}: no such file (saicm does not download models)")
         try:
             from ultralytics import YOLO
+            from ultralytics.nn import tasks as yolo_tasks
             from ultralytics.utils import patches
         except ImportError:
             raise ModelError("YOLO detectors need ultralytics (pip install ultralytics)") from None
+        if not hasattr(yolo_tasks, "_SafeLoad") or not yolo_tasks._SafeLoad.SUPPORTED:
+            raise ModelError(
+                "this ultralytics cannot load weights safely (ULTRALYTICS_SAFE_LOAD needs "
+                "ultralytics >= 8.4 and torch >= 2.6): YOLO weights are refused"
+            )
+        yolo_tasks.SAFE_LOAD = True  # read at import: set it too where ultralytics was loaded
         Image.open = getattr(patches, "_image_open", Image.open)
         try:
             self.net = YOLO(weights)
         except Exception as exc:  # ultralytics raises many kinds for a bad file
-            raise ModelError(f"{weights}: not an ultralytics YOLO model ({exc})") from None
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first.replace("ERROR ❌️ ", "").strip()
+            raise ModelError(f"{weights}: not an ultralytics YOLO model ({first})") from None
         self.coco = len(self.net.names) == 80  # the COCO-trained models
         self.name = f"yolo:{Path(weights).name}"
         self.min_score = min_score

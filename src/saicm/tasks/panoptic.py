@@ -36,10 +36,14 @@ class PanopticSegmenter:
             raise ModelError(
                 "panoptic segmentation needs transformers (pip install transformers)"
             ) from None
+        # Never code from the model's folder or hub repo (trust_remote_code); weights from
+        # safetensors where the model has them, else transformers' torch.load(weights_only=True).
         try:
-            self.processor = AutoImageProcessor.from_pretrained(model)
-            self.net = AutoModelForUniversalSegmentation.from_pretrained(model).eval()
-        except (OSError, ValueError) as exc:
+            self.processor = AutoImageProcessor.from_pretrained(model, trust_remote_code=False)
+            self.net = AutoModelForUniversalSegmentation.from_pretrained(
+                model, trust_remote_code=False
+            ).eval()
+        except (OSError, ValueError, TypeError, ImportError) as exc:
             first = str(exc).strip().splitlines()[0]
             raise ModelError(f"{model}: not a panoptic segmentation model ({first})") from None
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -100,6 +100,32 @@ class TrainConfig(Settings):
             tmp.write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
 
     def validate(self, world: int = 1) -> None:
+        """Check every setting (range and type, see :data:`saicm.utils.checks.TRAIN_CHECKS`)
+        before any work.
+
+        Raises:
+            SaicmError: one line naming the setting and the value, e.g. ``lmbda -0.05: expected
+                a finite number > 0 and <= 10000``.
+        """
+        from ..utils.checks import TRAIN_CHECKS
+        from ..utils.options import check, fraction
+
+        for key, checker in TRAIN_CHECKS.items():
+            value = getattr(self, key)
+            if value is not None or key != "name":
+                setattr(self, key, check(key, value, checker))  # "10" from a file -> 10
+        if not isinstance(self.milestones, list) or not all(
+            check("milestone", m, fraction) < 1 for m in self.milestones
+        ):
+            raise SaicmError(f"milestones {self.milestones!r}: expected a list of fractions < 1")
+        for key in ("arch_config", "card"):
+            if not isinstance(getattr(self, key), dict):
+                raise SaicmError(f"{key} {getattr(self, key)!r}: expected a mapping")
+        self._check_arch_config()
+        for key in ("images", "masks", "val_images", "val_masks", "init"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise SaicmError(f"{key} {value!r}: expected a path")
         if not self.images:
             raise SaicmError("no training images: give --images DIR")
         if self.loss not in LOSSES:
@@ -119,6 +145,28 @@ class TrainConfig(Settings):
                 f"batch size {self.batch_size} does not split into {world} rank(s) x "
                 f"{self.accumulate} micro-batch(es)"
             )
+
+    def _check_arch_config(self) -> None:
+        """Keys of the architecture's config only; sizes are integers 1..4096 (lists of them
+        where the default is a list)."""
+        from ..utils.options import check, int_range
+
+        defaults = get_architecture(self.arch).config
+        unknown = sorted(set(self.arch_config) - set(defaults))
+        if unknown:
+            raise SaicmError(f"arch_config: {self.arch} has no setting {', '.join(unknown)}")
+        size = int_range(1, 4096)
+        for key, value in self.arch_config.items():
+            if isinstance(defaults[key], list):
+                if not isinstance(value, list) or len(value) != len(defaults[key]):
+                    raise SaicmError(
+                        f"arch_config.{key} {value!r}: expected a list of "
+                        f"{len(defaults[key])} integers"
+                    )
+                for v in value:
+                    check(f"arch_config.{key}", v, size)
+            else:
+                check(f"arch_config.{key}", value, size)
 
     @property
     def model_name(self) -> str:

@@ -40,6 +40,44 @@ __all__ = ["train", "validate"]
 CHECKPOINT = "checkpoint.pt"
 
 
+def _plain(value):
+    """``value`` with only tensors, numbers, strings, None and containers (what ``torch.load``
+    rebuilds with ``weights_only=True``); anything else becomes its text."""
+    if isinstance(value, dict):
+        return {(k if isinstance(k, (str, int)) else str(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    return str(value)
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A checkpoint of this loop, read with ``weights_only=True`` (a file that needs unpickling,
+    e.g. one handed over by someone else, is refused without running anything).
+
+    Raises:
+        SaicmError: one line: unreadable, not a checkpoint, or one that needs unpickling.
+    """
+    from ..utils.io import read_weights_file
+
+    ckpt = read_weights_file(path, "training checkpoint of saicm train", SaicmError)
+    keys = ("model", "opt", "aux_opt", "sched", "step")
+    if not isinstance(ckpt, dict) or not all(k in ckpt for k in keys):
+        raise SaicmError(f"{path}: not a training checkpoint of saicm train")
+    if not isinstance(ckpt["step"], int) or isinstance(ckpt["step"], bool) or ckpt["step"] < 0:
+        raise SaicmError(f"{path}: not a training checkpoint of saicm train (step)")
+    if not all(isinstance(ckpt[k], dict) for k in keys[:4]):
+        raise SaicmError(f"{path}: not a training checkpoint of saicm train (state)")
+    sched = dict(ckpt["sched"])
+    if isinstance(sched.get("milestones"), dict):  # saved as a dict, MultiStepLR wants a Counter
+        from collections import Counter
+
+        sched["milestones"] = Counter(sched["milestones"])
+    ckpt["sched"] = sched
+    return ckpt
+
+
 def _noise_seed(seed: int, step: int, micro: int) -> int:
     return (seed * 1_000_003 + step) * 1_009 + micro
 
@@ -119,6 +157,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise SaicmError(f"{out} already holds a run: pass --resume to continue it")
+    ckpt = _read_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     data = MaskedImageFolder(
         cfg.images,
         cfg.masks if cfg.loss != "mse" else None,
@@ -154,12 +193,15 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         opt, [round(f * cfg.steps) for f in cfg.milestones], gamma=cfg.gamma
     )
     step = 0
-    if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        net.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
-        aux_opt.load_state_dict(ckpt["aux_opt"])
-        sched.load_state_dict(ckpt["sched"])
+    if ckpt is not None:
+        try:
+            net.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["opt"])
+            aux_opt.load_state_dict(ckpt["aux_opt"])
+            sched.load_state_dict(ckpt["sched"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SaicmError(f"{ckpt_path}: does not fit this run's model ({first})") from None
         step = ckpt["step"]
     model = net
     if world > 1:
@@ -184,9 +226,9 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
             "model": net.state_dict(),
             "opt": opt.state_dict(),
             "aux_opt": aux_opt.state_dict(),
-            "sched": sched.state_dict(),
+            "sched": _plain(sched.state_dict()),  # a Counter of milestones -> a dict
             "step": step,
-            "config": asdict(cfg),
+            "config": _plain(asdict(cfg)),
         }
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)

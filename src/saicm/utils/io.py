@@ -1,21 +1,42 @@
-"""File helpers shared by every command that writes outputs."""
+"""File helpers shared by every command that writes outputs: atomic writes that check what they
+wrote, the refusal of an output that would overwrite an input, folder locks, and the loading of
+weights files without unpickling."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "read_weights_file"]
+from ..errors import SaicmError
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "folder_lock",
+    "read_weights_file",
+    "refuse_overwrite",
+    "same_path",
+]
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], allow_empty: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
 
     A crash or an exception leaves no partial file behind, and readers never see half a file.
+    What was written is flushed to the disk (``fsync``) before the rename, and an empty result is
+    refused unless ``allow_empty``.
+
+    Raises:
+        OSError: the write failed (a full disk, no permission): the error names ``path``, not the
+            hidden temporary file.
+        SaicmError: the writer produced an empty file, or a write failed inside a library that
+            reports it as a ``RuntimeError`` (``torch.save`` on a full disk).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,13 +45,37 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     )
     os.close(fd)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
+        try:
+            yield Path(tmp)
+            if not allow_empty and os.path.getsize(tmp) == 0:
+                raise SaicmError(f"{path}: nothing was written (an empty file)")
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # a full disk or a failing device shows here, not after the rename
+            finally:
+                os.close(fd)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+            os.replace(tmp, path)
+        except OSError as exc:
+            if exc.errno and exc.filename in (None, tmp):
+                raise type(exc)(exc.errno, os.strerror(exc.errno), str(path)) from None
+            raise
+        except RuntimeError as exc:  # torch.save's "file write failed" and kin
+            text = str(exc)
+            if "write" not in text.lower():
+                raise
+            first = next((ln for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+            raise SaicmError(f"{path}: could not be written ({first.strip()[:200]})") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def _umask() -> int:
@@ -40,19 +85,157 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    """Write ``data`` to ``path`` atomically, checking that all of it reached the file.
+
+    Raises:
+        OSError: the write failed (naming ``path``).
+        SaicmError: the file holds another number of bytes than ``data``.
+    """
+    with atomic_path(path, allow_empty=not data) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+        size = os.path.getsize(tmp)
+        if size != len(data):
+            raise SaicmError(f"{path}: wrote {size} of {len(data)} bytes")
 
 
 def read_weights_file(path: str | os.PathLike[str], what: str, error: type[Exception]) -> object:
     """``torch.load`` a weights file (``weights_only``, onto the CPU), failing with ``error`` and
-    a one-line message naming ``path`` and ``what`` it should have been."""
+    a one-line message naming ``path`` and ``what`` it should have been.
+
+    ``weights_only`` rebuilds tensors, numbers, strings and containers only: a file whose pickle
+    names any other object (which could run code while it is rebuilt) is refused, never run.
+    """
+    import pickle
+
     import torch
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise error(f"{path}: no such {what}") from None
-    except Exception as exc:  # pickle, zip and torch errors all mean "not that kind of file"
+    except IsADirectoryError:
+        raise error(f"{path}: a folder, not a {what}") from None
+    except pickle.UnpicklingError:
+        raise error(
+            f"{path}: not a {what}: it holds Python objects other than tensors, numbers and "
+            "strings, which saicm never unpickles (that could run code)"
+        ) from None
+    except MemoryError:
+        raise error(f"{path}: too large to load as a {what}") from None
+    except Exception as exc:  # zip and torch errors all mean "not that kind of file"
         raise error(f"{path}: not a {what} (torch.load: {type(exc).__name__})") from None
+
+
+def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` name the same file or folder: through symlinks, ``./`` and
+    ``..``, hard links and a case-insensitive file system (where both exist), else by their
+    resolved paths."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        pass
+    ra, rb = os.path.realpath(a), os.path.realpath(b)
+    return os.path.normcase(ra) == os.path.normcase(rb)
+
+
+def _inside(child: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    c, f = Path(os.path.realpath(child)), Path(os.path.realpath(folder))
+    return c == f or f in c.parents
+
+
+def refuse_overwrite(
+    inputs: Iterable[str | os.PathLike[str]],
+    outputs: Iterable[str | os.PathLike[str]] = (),
+    folders: Iterable[str | os.PathLike[str]] = (),
+) -> None:
+    """Refuse (before any work) outputs that would overwrite an input.
+
+    Arguments:
+        inputs: files and folders the command reads.
+        outputs: files the command will write; each must not be an input file, nor lie in a
+            folder that is an input (where the next run would take it for an input).
+        folders: output folders; each must not be an input folder or an input file, nor hold an
+            input (its files could be replaced by outputs of the same name).
+
+    Raises:
+        SaicmError: naming the output and the input it would overwrite.
+    """
+    ins = [Path(p) for p in inputs if p is not None]
+    for out in outputs:
+        for src in ins:
+            if not os.path.lexists(src):
+                continue
+            if same_path(out, src):
+                raise SaicmError(
+                    f"output {out} would overwrite the input {src}: choose another output"
+                )
+            if src.is_dir() and same_path(Path(out).parent, src):
+                raise SaicmError(
+                    f"output {out} is in the input folder {src}: it could overwrite the input "
+                    "or be taken for one; choose another output"
+                )
+    for folder in folders:
+        for src in ins:
+            if os.path.lexists(src) and (same_path(folder, src) or _inside(src, folder)):
+                raise SaicmError(
+                    f"output folder {folder} holds the input {src}: its files could be "
+                    "overwritten; choose another output folder"
+                )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str], name: str = ".saicm.lock") -> Iterator[Path]:
+    """Hold ``folder/name`` (pid and host, written with ``O_EXCL``) while a job writes into
+    ``folder``; a second job is refused. A lock left by a process that no longer runs (same host)
+    is stale and taken over.
+
+    Raises:
+        SaicmError: the folder is in use by a running process.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / name
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                held = json.loads(lock.read_text())
+                pid, host = int(held["pid"]), str(held["host"])
+            except FileNotFoundError:
+                continue  # released meanwhile: try again
+            except (OSError, ValueError, KeyError, TypeError):
+                pid, host = -1, me["host"]  # unreadable (cut by a kill): stale
+            if host != me["host"] or (pid > 0 and _alive(pid)):
+                raise SaicmError(
+                    f"{folder} is in use by another saicm run (pid {pid} on {host}); wait for it "
+                    f"to finish, or remove {lock} if that process is gone"
+                ) from None
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()  # stale
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(me))
+        break
+    else:
+        raise SaicmError(f"{folder}: could not take the lock {lock}")
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            held = json.loads(lock.read_text())
+            if held.get("pid") == me["pid"]:
+                lock.unlink()

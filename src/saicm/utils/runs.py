@@ -40,15 +40,27 @@ class RunLogs:
             return
         path = self.out / f"{name}.csv"
         fresh = not path.exists()
-        with path.open("a", newline="") as f:
-            w = csv.writer(f)
-            if fresh:
-                w.writerow(["step", *values])
-            w.writerow([step, *(f"{v:.6g}" for v in values.values())])
+        try:
+            with path.open("a", newline="") as f:
+                w = csv.writer(f)
+                if fresh:
+                    w.writerow(["step", *values])
+                w.writerow([step, *(f"{v:.6g}" for v in values.values())])
+        except OSError as exc:  # a full disk: name the log, not a bare errno
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{name}/{k}", v, step)
-            self.tb.flush()
+            try:
+                for k, v in values.items():
+                    self.tb.add_scalar(f"{name}/{k}", v, step)
+                self.tb.flush()
+            except Exception as exc:  # a full disk: the CSV logs say the same; go on without
+                import warnings
+
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                warnings.warn(
+                    f"TensorBoard logs stopped ({first}); the CSV logs go on", stacklevel=2
+                )
+                self.tb = None
 
     def truncate(self, step: int) -> None:
         """Drop rows past ``step`` (written after the checkpoint a resumed run starts from)."""

@@ -1,0 +1,61 @@
+"""Third-party loaders never unpickle a user's file: YOLO (ultralytics' safe loading),
+torchvision detectors (weights_only), transformers (no remote code)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from saicm.errors import ModelError
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture()
+def evil(tmp_path):
+    marker = tmp_path / "MARKER"
+    path = tmp_path / "evil.pt"
+    torch.save({"model": _Payload(marker), "ema": None}, path)
+    return path, marker
+
+
+def test_yolo_weights_that_run_code_are_refused(evil, tmp_path):
+    pytest.importorskip("ultralytics")
+    from saicm.tasks import UltralyticsDetector
+
+    path, marker = evil
+    with pytest.raises(ModelError) as info:
+        UltralyticsDetector(str(path))
+    assert not marker.exists()
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    for bad in ("model.onnx", "model.torchscript", str(tmp_path / "none.pt")):
+        with pytest.raises(ModelError):
+            UltralyticsDetector(bad)
+
+
+def test_yolo_checkpoint_saved_by_ultralytics_still_loads(tmp_path):
+    pytest.importorskip("ultralytics")
+    from saicm.tasks import UltralyticsDetector
+
+    net = UltralyticsDetector("yolov8n.yaml")
+    net.net.save(str(tmp_path / "mine.pt"))
+    again = UltralyticsDetector(str(tmp_path / "mine.pt"))
+    assert len(again.net.names) == 80
+
+
+def test_torchvision_weights_that_run_code_are_refused(evil):
+    from saicm.tasks import TorchvisionDetector
+
+    path, marker = evil
+    with pytest.raises(ModelError) as info:
+        TorchvisionDetector("fasterrcnn_mobilenet_v3_large_320_fpn", str(path))
+    assert not marker.exists()
+    assert "never unpickles" in str(info.value) and "\n" not in str(info.value)
