@@ -25,6 +25,14 @@ __all__ = [
 ]
 
 
+#: Least share of the accuracy range two curves span together on which both are defined, for a
+#: BD-rate. BD-rate averages the log-rate gap over the accuracies both curves reach; on a sliver
+#: of that range the average rests on one corner of each curve and swings with a single point
+#: (two curves meeting on 0.2% of it gave a confident -62.2%). ``bjontegaard`` warns below 75%;
+#: saicm refuses below 50% and says so in the table.
+MIN_OVERLAP = 0.5
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR (dB) over every pixel of two uint8 images or clips; inf when they are equal."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
@@ -171,19 +179,23 @@ def bd_rate_interval(
     anchor: tuple[Sequence[float], Sequence[Sequence[float]]],
     test: tuple[Sequence[float], Sequence[Sequence[float]]],
     level: float = 0.95,
+    min_overlap: float = MIN_OVERLAP,
 ) -> tuple[float, float] | None:
     """Percentile interval of BD-rate over bootstrap replicates of two curves.
 
     Each curve is ``(bpp values, replicates)`` with one sequence of accuracies per point, all of
     the same length (the replicates, paired across points and curves: the same image draw).
-    None when fewer than half of the replicates give a BD-rate.
+    None when fewer than half of the replicates give a BD-rate (a replicate's curves that
+    overlap on less than ``min_overlap`` of their range give none, as in :func:`bd_rate`).
     """
     ra, reps_a = anchor
     rt, reps_t = test
     n = len(reps_a[0])
     values = []
     for b in range(n):
-        v, _ = bd_rate((ra, [r[b] for r in reps_a]), (rt, [r[b] for r in reps_t]))
+        v, _ = bd_rate(
+            (ra, [r[b] for r in reps_a]), (rt, [r[b] for r in reps_t]), min_overlap=min_overlap
+        )
         if v is not None and math.isfinite(v):
             values.append(v)
     if len(values) < max(1, n / 2):
@@ -208,12 +220,6 @@ def _clean(rates: Sequence[float], accs: Sequence[float]) -> tuple[np.ndarray, n
     return np.array(keep_r), np.array(keep_a)
 
 
-#: Least share of the accuracy range two curves span together on which both are defined, for a
-#: BD-rate. BD-rate averages the log-rate gap over the accuracies both curves reach; on a sliver
-#: of that range the average rests on one corner of each curve and swings with a single point
-#: (two curves meeting on 0.2% of it gave a confident -62.2%). ``bjontegaard`` warns below 75%;
-#: saicm refuses below 50% and says so in the table.
-MIN_OVERLAP = 0.5
 
 
 def curve_overlap(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils.io import atomic_path
-from .metrics import bd_rate, bd_rate_interval, curve_overlap
+from .metrics import MIN_OVERLAP, bd_rate, bd_rate_interval, curve_overlap
 from .runner import ORIGINAL, Point, _safe, cell_path, decoded_path
 
 __all__ = ["bd_table", "write_report"]
@@ -46,9 +46,13 @@ def _curves(
     return curves
 
 
-def bd_table(points: list[Point], metric: str, anchor: str) -> list[dict[str, Any]]:
+def bd_table(
+    points: list[Point], metric: str, anchor: str, min_overlap: float = MIN_OVERLAP
+) -> list[dict[str, Any]]:
     """BD-rate (%) of every codec against ``anchor`` on ``metric``, with its 95% bootstrap
-    interval (``interval``: [low, high], or None) where the points carry replicates."""
+    interval (``interval``: [low, high], or None) where the points carry replicates, and the
+    share of the accuracy range the two curves share (``overlap``); below ``min_overlap`` no
+    BD-rate is given and ``note`` says why (:func:`saicm.eval.metrics.bd_rate`)."""
     curves = _curves(points, metric)
     reps = _curves(points, metric, replicates=True)
     rows = []
@@ -58,11 +62,11 @@ def bd_table(points: list[Point], metric: str, anchor: str) -> list[dict[str, An
         if anchor not in curves:
             rows.append({"codec": codec, "bd_rate": None, "note": f"no {anchor} curve"})
             continue
-        value, why = bd_rate(curves[anchor], curve)
+        value, why = bd_rate(curves[anchor], curve, min_overlap=min_overlap)
         overlap = round(curve_overlap(curves[anchor], curve), 4)
         row = {"codec": codec, "bd_rate": value, "note": why, "overlap": overlap}
         if value is not None and anchor in reps and codec in reps:
-            row["interval"] = bd_rate_interval(reps[anchor], reps[codec])
+            row["interval"] = bd_rate_interval(reps[anchor], reps[codec], min_overlap=min_overlap)
         rows.append(row)
     return rows
 
@@ -98,13 +102,18 @@ def _plot(points: list[Point], metric: str, title: str, path: Path) -> None:
 
 
 def write_report(
-    result: dict[str, Any], out: str | Path, anchors: Sequence[str] = ("vvc",)
+    result: dict[str, Any],
+    out: str | Path,
+    anchors: Sequence[str] = ("vvc",),
+    min_overlap: float = MIN_OVERLAP,
 ) -> dict[str, Path]:
     """Write ``results.json``, ``results.csv``, ``<metric>.png`` plots and ``report.html``.
 
     Arguments:
         anchors: codecs every curve gets a BD-rate against (VVC intra, as MPEG VCM does, and for
             example the plain-MSE model of the same network).
+        min_overlap: least share of their accuracy range two curves must share for a BD-rate
+            (:data:`saicm.eval.metrics.MIN_OVERLAP`); recorded in ``results.json``.
     """
     out = Path(out)
     anchors = list(anchors)
@@ -119,7 +128,7 @@ def write_report(
     )
     # BD-rate for accuracies only: for face recall, lower is the goal (privacy).
     tables = {
-        a: {m: bd_table(points, m, a) for m in metrics if m.endswith(("map", "pq"))}
+        a: {m: bd_table(points, m, a, min_overlap) for m in metrics if m.endswith(("map", "pq"))}
         for a in anchors
     }
     files = {"json": out / "results.json", "csv": out / "results.csv", "html": out / "report.html"}
@@ -129,6 +138,7 @@ def write_report(
                 {
                     **{k: v for k, v in result.items() if k != "points"},
                     "anchors": anchors,
+                    "bd_min_overlap": min_overlap,
                     "points": [asdict(p) for p in points],
                     "bd_rate": tables,
                 },
