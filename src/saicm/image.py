@@ -147,7 +147,7 @@ def _pil_to_rgb(img: Image.Image, what: str) -> np.ndarray:
     if mode in ("RGB", "CMYK"):
         img = _to_srgb(img, what)
     if img.mode != "RGB":
-        if img.mode not in ("P", "YCbCr", "RGBX", "L", "1"):  # lossless re-labelling: no warning
+        if img.mode not in ("P", "YCbCr", "RGBX"):  # lossless re-labelling: no warning
             _warn(f"{what}: {img.mode} image converted to RGB")
         img = img.convert("RGB")
     return np.array(img, dtype=np.uint8)  # a writable copy, C-contiguous
