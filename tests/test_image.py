@@ -156,3 +156,25 @@ def test_save_round_trip_unchanged(tmp_path):
     (tmp_path / "x.png").write_bytes(buf.getvalue())
     rgb, said = _load(tmp_path / "x.png")
     assert (rgb == a).all() and said == []
+
+
+def test_colour_profiles_of_real_files_are_applied():
+    """mvtbdata's image3.jpg carries Adobe RGB (1998), tags.png (RGBA) Display P3: as sRGB
+    they are not the stored numbers; lab-scene.png's sRGB profile leaves them untouched."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("mvtbdata")
+    if spec is None:
+        pytest.skip("mvtbdata is not installed")
+    root = Path(next(iter(spec.submodule_search_locations))) / "images"
+    for name, profile in [("image3.jpg", "Adobe RGB (1998)"), ("tags.png", "Display P3")]:
+        rgb, said = _load(root / name)
+        with Image.open(root / name) as img:
+            stored = np.asarray(img.convert("RGB"), dtype=np.int16)
+        assert any(profile in s and "converted to sRGB" in s for s in said)
+        if name == "image3.jpg":  # opaque: the change is the colour conversion alone
+            assert np.abs(rgb.astype(np.int16) - stored).mean() > 1
+    rgb, said = _load(root / "lab-scene.png")
+    with Image.open(root / "lab-scene.png") as img:
+        assert (rgb == np.asarray(img.convert("RGB"))).all() and said == []

@@ -92,8 +92,9 @@ def _composite(rgb: np.ndarray, alpha: np.ndarray, what: str) -> np.ndarray:
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def _to_srgb(img: Image.Image, what: str) -> Image.Image:
-    """An RGB or CMYK image with an embedded ICC profile, converted to sRGB (as browsers do)."""
+def _to_srgb(img: Image.Image, what: str, mode: str = "RGB") -> Image.Image:
+    """An RGB, RGBA or CMYK image with an embedded ICC profile, converted to sRGB in ``mode``
+    (as browsers do); alpha is left as it is."""
     icc = img.info.get("icc_profile")
     if not icc:
         return img
@@ -102,13 +103,14 @@ def _to_srgb(img: Image.Image, what: str) -> Image.Image:
 
         src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         name = ImageCms.getProfileDescription(src) or ""
-        if img.mode == "RGB" and "srgb" in name.lower().replace(" ", ""):
+        if img.mode in ("RGB", "RGBA") and "srgb" in name.lower().replace(" ", ""):
             return img  # already sRGB: left bit-exact
-        out = ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        out = ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode=mode)
     except Exception as exc:  # no LittleCMS, or a broken profile: the pixels as stored
         _warn(f"{what}: colour profile not applied ({type(exc).__name__}); pixels taken as sRGB")
         return img
     _warn(f"{what}: {img.mode} image with colour profile {name.strip()!r} converted to sRGB")
+    out.info.pop("icc_profile", None)
     return out
 
 
@@ -142,6 +144,8 @@ def _pil_to_rgb(img: Image.Image, what: str) -> np.ndarray:
             rgb = _composite(rgb, alpha, what)
         return rgb
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        if mode == "RGBA":
+            img = _to_srgb(img, what, "RGBA")
         rgba = np.array(img.convert("RGBA"), dtype=np.uint8)
         return np.ascontiguousarray(_composite(rgba[..., :3], rgba[..., 3], what))
     if mode in ("RGB", "CMYK"):
