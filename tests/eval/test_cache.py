@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from saicm.eval.codecs import parse_codec
-from saicm.eval.runner import CACHE_FORMAT, evaluate
+from saicm.eval.runner import CACHE_FORMAT, decoded_path, evaluate
 from saicm.eval.tasks import create_task
 
 
@@ -59,12 +60,21 @@ def test_a_retrained_model_under_the_same_file_name_is_evaluated_again(
     model = tmp_path / "models" / "m.pt"
     model.parent.mkdir()
     shutil.copy(tiny_model.path, model)
+    def decoded(res, report) -> np.ndarray:  # the decoded image kept for the report
+        point = next(p for p in res["points"] if p.codec == "saicm")
+        return np.asarray(Image.open(decoded_path(report, "saicm", point.key, "img")))
+
     out = tmp_path / "report"
-    evaluate([img], [parse_codec(str(model))], [detection], out, progress=False)
+    first = evaluate([img], [parse_codec(str(model))], [detection], out, progress=False)
     shutil.copy(other_model.path, model)  # same name, same file name: other weights
     again = evaluate([img], [parse_codec(str(model))], [detection], out, progress=False)
-    fresh = evaluate([img], [parse_codec(str(model))], [detection], tmp_path / "r2", progress=False)
-    assert _points(again) == _points(fresh)
+    other = tmp_path / "elsewhere" / "m.pt"
+    other.parent.mkdir()
+    shutil.copy(other_model.path, other)
+    fresh = evaluate([img], [parse_codec(str(other))], [detection], tmp_path / "r2", progress=False)
+    assert [p.bpp for p in again["points"]] == [p.bpp for p in fresh["points"]]
+    assert (decoded(again, out) == decoded(fresh, tmp_path / "r2")).all()
+    assert (decoded(again, out) != decoded(first, out)).any()
 
 
 def test_another_detector_model_is_evaluated_again(tmp_path):

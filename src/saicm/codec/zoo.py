@@ -231,7 +231,9 @@ def _strip_prefix(state: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_file(path: Path, arch: str | None) -> TrainedModel:
+def _load_file(path: Path, arch: str | None, stamp: tuple[int, ...] = ()) -> TrainedModel:
+    # ``stamp`` (inode, modification time in ns, size) keys the cache: a file rewritten (a
+    # retrained model copied over the old one) is read again, not served from memory.
     blob = read_weights_file(path, "model file", ModelError)
     if not isinstance(blob, dict):
         raise ModelError(f"{path}: not a model file")
@@ -288,7 +290,8 @@ def load_model(
             names = ", ".join(m["name"] for m in installed_models()) or "none"
             raise ModelError(f"no installed model named {key!r} (installed: {names})")
         path = found
-    return _load_file(path.resolve(), arch)
+    st = path.stat()
+    return _load_file(path.resolve(), arch, (st.st_ino, st.st_mtime_ns, st.st_size))
 
 
 def installed_models() -> list[dict[str, Any]]:
