@@ -366,8 +366,6 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         "loss": cfg.loss,
         "lmbda": cfg.lmbda,
         "steps": cfg.steps,
-        "history": cfg.history,
-        **mask_facts,
         "crop": cfg.crop,
         "object_crops": cfg.object_crops,
         "outside_weight": cfg.outside_weight,
@@ -376,6 +374,9 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         "masks": cfg.masks,
         "init": cfg.init,
         **cfg.card,
+        # what was measured and run, after the user's facts so that none can stand in for them
+        **mask_facts,
+        "history": cfg.history,
     }
     arch_config = {**get_architecture(cfg.arch).config, **cfg.arch_config}
     return export_model(
