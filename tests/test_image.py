@@ -119,6 +119,17 @@ def test_sixteen_bit_grey_scales_by_full_scale_not_by_its_own_range(tmp_path):
     assert any("8-bit" in s for s in said)
 
 
+def test_sixteen_bit_rgb_keeps_its_high_byte_and_says_so(tmp_path):
+    import cv2
+
+    a = np.zeros((2, 3, 3), np.uint16)
+    a[0, 0] = (65535, 257 * 100, 0)
+    cv2.imwrite(str(tmp_path / "rgb16.png"), a[..., ::-1])  # OpenCV writes BGR
+    rgb, said = _load(tmp_path / "rgb16.png")
+    assert rgb[0, 0].tolist() == [255, 100, 0]
+    assert any("16-bit RGB image converted to 8-bit" in s for s in said)
+
+
 def test_cmyk_jpeg_becomes_rgb(tmp_path):
     a = np.zeros((16, 16, 4), np.uint8)
     a[:, 8:] = (0, 255, 255, 0)  # no cyan, full magenta and yellow: red

@@ -196,7 +196,10 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with Image.open(path) as img:
             _check_size(img.width, img.height, str(path))  # header only: nothing decoded yet
+            raw = [str(t[3]) for t in getattr(img, "tile", None) or [] if len(t) > 3]
             img.load()
+            if img.mode in ("RGB", "RGBA") and any(";16" in r for r in raw):  # Pillow keeps the
+                _warn(f"{path}: 16-bit {img.mode} image converted to 8-bit")  # high byte
             return _pil_to_rgb(img, str(path))
     except ImageError:
         raise
