@@ -359,7 +359,11 @@ def test_empty_or_grey_masks_are_refused_by_name(tmp_path, corpus):
     [
         ({"lmbda": float("nan")}, "--lmbda is nan: it must be a finite number above 0"),
         ({"lr": float("inf")}, "--lr is inf"),
-        ({"lr": 1e9}, r"data are finite, the training diverged \(.*\): lower --lr \(now 1e\+09\)"),
+        (
+            {"lr": 1e9},
+            r"settings and data are finite, the training diverged \(.*\): "
+            r"lower --lr \(now 1e\+09\)",
+        ),
     ],
 )
 def test_a_non_finite_loss_names_its_cause(tmp_path, corpus, change, hint):
