@@ -198,11 +198,12 @@ def evaluate(
     bad_images: dict[str, str] = {}
     for p in images:
         try:
-            hashes[p.stem] = file_sha256(p)  # before decoding: the bytes that were decoded
             loaded[p.stem] = load_image(p)
+            hashes[p.stem] = file_sha256(p)  # the cells' key: the bytes, not the name
         except SaicmError as exc:
             bad_images[p.stem] = str(exc)
         except OSError as exc:
+            loaded.pop(p.stem, None)
             bad_images[p.stem] = f"{p}: cannot read ({exc.strerror or exc})"
     ok = [p for p in images if p.stem in loaded]
     if not ok:
