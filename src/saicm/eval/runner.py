@@ -77,16 +77,27 @@ def decoded_path(out: Path, codec: str, key: str, stem: str) -> Path:
 
 
 def cell_key(
-    image_sha256: str, codec: Codec | None, setting: str, tasks: list[Task]
+    image_sha256: str,
+    codec: Codec | None,
+    setting: str,
+    tasks: list[Task],
+    codec_fingerprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What determines a cell: the image's bytes, the codec and its setting (its library version,
     or the model's weights hash), each task's model (architecture, weights hash, thresholds), and
-    :data:`CACHE_FORMAT`. The ground truth is not in it: no cell holds a score, every mAP is
-    computed again from the cells' predictions on each run."""
+    :data:`CACHE_FORMAT` (``codec_fingerprint``: the codec's, when already computed). The ground
+    truth is not in it: no cell holds a score, every mAP is computed again from the cells'
+    predictions on each run."""
     return {
         "format": CACHE_FORMAT,
         "image": image_sha256,
-        "codec": codec.fingerprint(setting) if codec is not None else ORIGINAL,
+        "codec": (
+            ORIGINAL
+            if codec is None
+            else codec_fingerprint
+            if codec_fingerprint is not None
+            else codec.fingerprint(setting)
+        ),
         "tasks": {t.name: t.fingerprint() for t in tasks},
     }
 
@@ -227,9 +238,10 @@ def evaluate(
             cache_keys[key] = setting
             continue
         cache_keys[key] = codec.cache_key(setting) if codec else setting
+        fingerprint = codec.fingerprint(setting) if codec else None  # once: it may run ffmpeg
         for i, p in enumerate(ok):
             path = cell_path(out, cname, cache_keys[key], p.stem)
-            ckey = cell_key(hashes[p.stem], codec, setting, tasks)
+            ckey = cell_key(hashes[p.stem], codec, setting, tasks, fingerprint)
             if path.exists():
                 try:
                     rec = json.loads(path.read_text())

@@ -137,7 +137,7 @@ class PrivacyTask(Task):
         return out
 
     def _model_fingerprint(self) -> dict[str, Any]:
-        import facenet_pytorch
+        from importlib.metadata import version
 
         from ..utils.fingerprint import file_sha256, state_sha256
 
@@ -145,7 +145,7 @@ class PrivacyTask(Task):
             "detector": "mtcnn",
             "weights": state_sha256(self.detector.net),
             "min_score": self.detector.min_score,
-            "facenet_pytorch": getattr(facenet_pytorch, "__version__", "?"),
+            "facenet_pytorch": version("facenet-pytorch"),
         }
         if self.descriptor is not None:  # identities only where dlib is installed
             import importlib.util
