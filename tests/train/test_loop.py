@@ -369,3 +369,28 @@ def test_empty_or_grey_masks_are_refused_by_name(tmp_path, corpus):
 def test_a_non_finite_loss_names_its_cause(tmp_path, corpus, change, hint):
     with pytest.raises(SaicmError, match=r"loss became nan at step \d+: " + hint):
         train(_cfg(corpus, steps=6, clip=0.0, **change), tmp_path / "run", progress=False)
+
+
+def test_cli_resume_with_a_config_file_applies_it_or_refuses_it(tmp_path, corpus, capsys):
+    import yaml
+
+    from saicm.cli import main
+
+    config = _cli_config(tmp_path, corpus)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "-o", str(run)]) == 0
+    more = tmp_path / "more.yaml"
+    more.write_text(yaml.safe_dump({"steps": 6, "lr": 5e-4}))
+    assert main(["train", "--config", str(more), "-o", str(run), "--resume"]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert (saved["steps"], saved["lr"]) == (6, 5e-4)
+    assert [(h["from_step"], h["to_step"], h["lr"]) for h in saved["history"]] == [
+        (0, 4, 1e-3),
+        (4, 6, 5e-4),
+    ]
+    assert [v for s, v in _lrs(run).items() if s > 4] == [5e-4, 5e-4]
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"steps": 8, "crop": 128}))
+    capsys.readouterr()
+    assert main(["train", "--config", str(other), "-o", str(run), "--resume"]) == 1
+    assert "--resume: crop was 64 in this run, now 128" in capsys.readouterr().err

@@ -125,8 +125,13 @@ class TrainConfig(Settings):
     card: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
-    @classmethod
-    def from_file(cls, path: str | Path) -> TrainConfig:
+    @staticmethod
+    def read_settings(path: str | Path) -> dict[str, Any]:
+        """The settings a YAML file gives (only those it names; ``history`` is not a setting).
+
+        Raises:
+            SaicmError: missing file, invalid YAML, or not a mapping.
+        """
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except FileNotFoundError:
@@ -136,7 +141,11 @@ class TrainConfig(Settings):
         if not isinstance(data, dict):
             raise SaicmError(f"{path}: a config file holds a mapping of settings")
         data.pop("history", None)  # what a run did is not a setting of the next one
-        return cls().override(data, source=str(path))
+        return data
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        return cls().override(cls.read_settings(path), source=str(path))
 
     def save(self, path: str | Path) -> None:
         from ..utils.io import atomic_path
