@@ -111,3 +111,16 @@ def test_unreadable_and_missing(tmp_path):
         read_mask(tmp_path / "x.png")
     with pytest.raises(MaskError, match=r"nope\.png: no such mask file"):
         read_mask(tmp_path / "nope.png")
+
+
+def test_exif_orientation_turns_the_mask_as_it_turns_the_image(tmp_path):
+    from saicm.image import load_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise to view
+    Image.fromarray(TRUTH).save(tmp_path / "m.png", exif=exif.tobytes())
+    rgb = np.where(TRUTH[..., None], 255, 0).astype(np.uint8).repeat(3, axis=2)
+    Image.fromarray(rgb).save(tmp_path / "i.png", exif=exif.tobytes())
+    got = read_mask(tmp_path / "m.png")
+    assert (got == np.rot90(TRUTH, -1)).all()
+    assert (got == (load_image(tmp_path / "i.png")[..., 0] > 0)).all()

@@ -23,9 +23,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import SaicmError
+from ..image import _orient
 
 __all__ = ["MaskError", "check_masks", "read_mask"]
 
@@ -49,9 +50,9 @@ def _keys(img: Image.Image) -> np.ndarray:
         return arr
     alpha = arr[..., -1] if img.mode in ("RGBA", "LA", "RGBa", "La") else None
     colour = arr[..., : arr.shape[2] - 1] if alpha is not None else arr
-    packed = np.zeros(arr.shape[:2], np.uint32)
-    for c in range(colour.shape[2]):
-        packed = (packed << np.uint32(8)) | colour[..., c].astype(np.uint32)
+    buf = np.zeros((*arr.shape[:2], 4), np.uint8)  # channels as the low bytes of one uint32
+    buf[..., : colour.shape[2]] = colour
+    packed = buf.view("<u4")[..., 0].astype(np.uint32)
     if alpha is not None:
         packed[alpha == 0] = _TRANSPARENT
     return packed
@@ -81,7 +82,7 @@ def read_mask(path: str | os.PathLike[str], allow_empty: bool = False) -> np.nda
     try:
         with Image.open(path) as img:
             img.load()
-            img = ImageOps.exif_transpose(img) or img
+            img = _orient(img)  # as load_image turns its image
             mode = img.mode
             keys = _keys(img)
     except FileNotFoundError:
