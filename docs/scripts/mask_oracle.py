@@ -23,17 +23,24 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from saicm.errors import SaicmError
 from saicm.eval.metrics import coco_map, pseudo_ground_truth
 from saicm.eval.tasks import DetectionTask
 from saicm.image import list_images, load_image
 from saicm.masks.edges import dilate
+from saicm.masks.io import read_mask as read_binary_mask
 
 
 def read_mask(folder: Path, image: Path, shape: tuple[int, int]) -> np.ndarray:
-    m = cv2.imread(str(folder / f"{image.stem}.png"), cv2.IMREAD_GRAYSCALE)
-    if m is None or m.shape != shape:
-        raise SystemExit(f"mask_oracle: {folder / (image.stem + '.png')}: missing or wrong size")
-    return m > 0
+    """The mask of ``image`` read as training reads it (any binary PNG; grey ones refused)."""
+    path = folder / f"{image.stem}.png"
+    try:
+        m = read_binary_mask(path, allow_empty=True)
+    except SaicmError as exc:
+        raise SystemExit(f"mask_oracle: {exc}") from None
+    if m.shape != shape:
+        raise SystemExit(f"mask_oracle: {path}: mask is {m.shape[::-1]}, image is {shape[::-1]}")
+    return m
 
 
 def main() -> None:

@@ -328,6 +328,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     saved = out / "config.yaml"
     if args.resume and saved.exists():
         cfg = TrainConfig.from_file(saved)
+        if args.config:  # its settings change the resumed run as flags do (docs/TRAINING.md)
+            cfg = cfg.override(TrainConfig.read_settings(args.config), source=args.config)
     elif args.config:
         cfg = TrainConfig.from_file(args.config)
     else:

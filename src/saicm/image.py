@@ -1,11 +1,13 @@
 """Reading, converting and writing images; tensors in and out of the codecs.
 
-Every image inside saicm is an ``(H, W, 3)`` ``uint8`` RGB array. Other modes are converted with
-a :class:`~saicm.errors.SaicmWarning` that says so.
+Every image inside saicm is an ``(H, W, 3)`` ``uint8`` RGB array, as a viewer shows the file:
+EXIF orientation applied, transparency composited onto white, other modes converted, each lossy
+step said with a :class:`~saicm.errors.SaicmWarning` (README.md, "Input images").
 """
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -13,16 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError, SaicmError, SaicmWarning
 from .utils.io import atomic_path
 
 __all__ = [
+    "BACKGROUND",
     "IMAGE_SUFFIXES",
     "MAX_PIXELS",
     "ImageLike",
     "crop",
+    "image_size",
     "list_images",
     "load_image",
     "pad_amounts",
@@ -53,23 +57,134 @@ def _check_size(width: int, height: int, what: str) -> None:
         )
 
 
+#: What transparent pixels are composited onto: white, as a browser or document viewer shows
+#: a transparent picture on a page. Never the colour hidden under the transparent pixels.
+BACKGROUND = (255, 255, 255)
+
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _warn(msg: str) -> None:
+    warnings.warn(msg, SaicmWarning, stacklevel=4)
+
+
+def _orient(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation tag says (as viewers and phones show it)."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block: the pixels as stored
+        return img
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        return ImageOps.exif_transpose(img)
+    return img
+
+
+def _composite(rgb: np.ndarray, alpha: np.ndarray, what: str) -> np.ndarray:
+    """``rgb`` over :data:`BACKGROUND` with ``alpha`` (uint8, 255 = opaque)."""
+    if alpha.min(initial=255) == 255:
+        return rgb  # fully opaque: nothing to decide
+    _warn(
+        f"{what}: transparent pixels composited onto white "
+        f"({float(np.mean(alpha < 255)) * 100:.1f}% of the image is not opaque)"
+    )
+    a = alpha.astype(np.float64)[..., None] / 255.0
+    bg = np.asarray(BACKGROUND, np.float64)
+    out = rgb.astype(np.float64) * a + bg * (1.0 - a)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _to_srgb(img: Image.Image, what: str, mode: str = "RGB") -> Image.Image:
+    """An RGB, RGBA or CMYK image with an embedded ICC profile, converted to sRGB in ``mode``
+    (as browsers do); alpha is left as it is."""
+    icc = img.info.get("icc_profile")
+    if not icc:
+        return img
+    try:
+        from PIL import ImageCms
+
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        name = ImageCms.getProfileDescription(src) or ""
+        if img.mode in ("RGB", "RGBA") and "srgb" in name.lower().replace(" ", ""):
+            return img  # already sRGB: left bit-exact
+        out = ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode=mode)
+    except Exception as exc:  # no LittleCMS, or a broken profile: the pixels as stored
+        _warn(f"{what}: colour profile not applied ({type(exc).__name__}); pixels taken as sRGB")
+        return img
+    _warn(f"{what}: {img.mode} image with colour profile {name.strip()!r} converted to sRGB")
+    out.info.pop("icc_profile", None)
+    return out
+
+
 def _pil_to_rgb(img: Image.Image, what: str) -> np.ndarray:
+    """The one conversion of every Pillow image saicm reads (see README, "Input images").
+
+    EXIF orientation applied; transparency (alpha channel, palette or tRNS transparent colour)
+    composited onto :data:`BACKGROUND`; 16-bit grey scaled to 8 bits; CMYK and images with a
+    colour profile converted to sRGB; the first frame of a multi-frame file. Every conversion
+    that changes or drops information is said with a :class:`SaicmWarning`.
+    """
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        _warn(f"{what}: {frames} frames (animation or pages): the first frame only")
+        img.seek(0)
+    img = _orient(img)
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if mode in (*_SIXTEEN_BIT, "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        warnings.warn(f"{what}: {mode} image converted to 8-bit RGB", SaicmWarning, stacklevel=3)
+        if mode in _SIXTEEN_BIT or (mode == "I" and img.format == "PNG"):
+            peak = 65535.0  # 16-bit samples, whatever the image's own range
+        elif mode == "F":
+            peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        else:
+            peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        _warn(f"{what}: {mode} image converted to 8-bit RGB (full scale {peak:g})")
         grey = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    if mode != "RGB":
-        if mode not in ("P", "YCbCr", "RGBX"):  # lossless re-labelling needs no warning
-            warnings.warn(f"{what}: {mode} image converted to RGB", SaicmWarning, stacklevel=3)
+        rgb = np.repeat(grey[..., None], 3, axis=2)
+        if "transparency" in img.info:
+            alpha = (np.asarray(img) != img.info["transparency"]).astype(np.uint8) * 255
+            rgb = _composite(rgb, alpha, what)
+        return rgb
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        if mode == "RGBA":
+            img = _to_srgb(img, what, "RGBA")
+        rgba = np.array(img.convert("RGBA"), dtype=np.uint8)
+        return np.ascontiguousarray(_composite(rgba[..., :3], rgba[..., 3], what))
+    if mode in ("RGB", "CMYK"):
+        img = _to_srgb(img, what)
+    if img.mode != "RGB":
+        if img.mode not in ("P", "YCbCr", "RGBX"):  # lossless re-labelling: no warning
+            _warn(f"{what}: {img.mode} image converted to RGB")
         img = img.convert("RGB")
     return np.array(img, dtype=np.uint8)  # a writable copy, C-contiguous
 
 
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` of an image file as :func:`load_image` returns it (after its EXIF
+    orientation), read from the header alone.
+
+    Raises:
+        ImageError: missing file or not an image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            try:
+                orientation = img.getexif().get(0x0112, 1)
+            except Exception:
+                orientation = 1
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except Exception:
+        raise ImageError(f"{path}: not an image saicm can read") from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as an ``(H, W, 3)`` uint8 RGB array.
+    """Read an image file as an ``(H, W, 3)`` uint8 RGB array, as a viewer shows it.
+
+    Every command reads images here (encode, masks, train, eval, demo, video frames); what is
+    done to each kind of file is in :func:`_pil_to_rgb`.
 
     Raises:
         ImageError: missing or unreadable file, not an image, zero size, or above ``MAX_PIXELS``.
@@ -82,7 +197,10 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with Image.open(path) as img:
             _check_size(img.width, img.height, str(path))  # header only: nothing decoded yet
+            raw = [str(t[3]) for t in getattr(img, "tile", None) or [] if len(t) > 3]
             img.load()
+            if img.mode in ("RGB", "RGBA") and any(";16" in r for r in raw):  # Pillow keeps the
+                _warn(f"{path}: 16-bit {img.mode} image converted to 8-bit")  # high byte
             return _pil_to_rgb(img, str(path))
     except ImageError:
         raise
@@ -119,16 +237,16 @@ def to_rgb(image: ImageLike) -> np.ndarray:
         _check_size(arr.shape[1], arr.shape[0], "image")
         if arr.shape[2] == 1:
             arr = np.repeat(arr, 3, axis=2)
-        elif arr.shape[2] == 4:
-            warnings.warn("alpha channel dropped", SaicmWarning, stacklevel=2)
-            arr = arr[..., :3]
         if arr.dtype == np.uint16:
             warnings.warn("16-bit image converted to 8-bit", SaicmWarning, stacklevel=2)
             arr = (arr.astype(np.float64) / 257.0).round()
         elif arr.dtype.kind == "f":
             arr = arr * 255.0 if float(arr.max(initial=0)) <= 1.0 else arr
             arr = arr.round()
-        return np.ascontiguousarray(np.clip(arr, 0, 255).astype(np.uint8))
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+        if arr.shape[2] == 4:  # straight alpha, as PNG and Pillow store it
+            arr = _composite(arr[..., :3], arr[..., 3], "image")
+        return np.ascontiguousarray(arr)
     raise ImageError(f"cannot use a {type(image).__name__} as an image")
 
 

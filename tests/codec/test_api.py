@@ -67,7 +67,7 @@ def test_other_weights_are_refused(tiny_model, other_model, photo):
     ("mode", "make"),
     [
         ("L", lambda a: Image.fromarray(a[..., 0])),
-        ("RGBA", lambda a: Image.fromarray(np.dstack([a, np.full(a.shape[:2], 255, np.uint8)]))),
+        ("RGBA", lambda a: Image.fromarray(np.dstack([a, np.tri(*a.shape[:2], dtype=np.uint8)]))),
         ("I;16", lambda a: Image.fromarray(a[..., 0].astype(np.uint16) * 257)),
     ],
 )

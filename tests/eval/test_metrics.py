@@ -109,3 +109,34 @@ def test_bd_rate_interval_holds_the_estimate_and_shrinks_with_less_noise():
     # replicates whose curves never overlap give no interval
     far = [[t - 1.0] * 10 for t in test]
     assert bd_rate_interval((rates, [[a] * 10 for a in anchor]), (rates, far)) is None
+
+
+def _log_line(rates, cheaper=1.0):
+    """Accuracy 0.2 log10(rate / cheaper) + 0.8: pchip reproduces it exactly, so a curve made
+    with ``cheaper`` = 0.8 needs exactly 20% fewer bits at every accuracy."""
+    return list(rates), [0.2 * math.log10(r / cheaper) + 0.8 for r in rates]
+
+
+@pytest.mark.parametrize(
+    ("start", "overlap"),
+    [(0.15, 0.674), (0.2, 0.5)],  # test curves from 0.8 x [start, 2 start, 4 start, 8 start]
+)
+def test_bd_rate_over_enough_overlap_is_exact(start, overlap):
+    from saicm.eval.metrics import curve_overlap
+
+    anchor = _log_line([0.1, 0.2, 0.4, 0.8])
+    test = _log_line([0.8 * start * 2**k for k in range(4)], cheaper=0.8)
+    assert curve_overlap(anchor, test) == pytest.approx(overlap, abs=1e-3)
+    value, why = bd_rate(anchor, test)
+    assert value == pytest.approx(-20.0, abs=1e-6) and why == ""
+
+
+@pytest.mark.parametrize(("start", "shown"), [(0.3, "30.9%"), (0.79338, "0.2%")])
+def test_bd_rate_on_a_sliver_is_refused_with_the_overlap(start, shown):
+    anchor = _log_line([0.1, 0.2, 0.4, 0.8])
+    test = _log_line([0.8 * start * 2**k for k in range(4)], cheaper=0.8)
+    value, why = bd_rate(anchor, test)
+    assert value is None
+    assert f"curves overlap on {shown} of their accuracy range" in why and "below the 50%" in why
+    # the bound is a parameter: bjontegaard's own recommendation refuses more
+    assert bd_rate(anchor, _log_line([0.12, 0.24, 0.48, 0.96], 0.8), min_overlap=0.75)[0] is None

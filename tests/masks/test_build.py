@@ -124,3 +124,22 @@ def test_torchrun_ranks_take_their_shards(folder, tmp_path, torchrun):
         "manifest-1of2.jsonl",
     ]
     assert len(read_manifest(out)) == 5
+
+
+def test_a_replaced_image_or_other_settings_make_the_mask_again(folder, tmp_path, photo):
+    out = tmp_path / "masks"
+    assert build_masks([folder], out, FelzenszwalbEdges(), progress=False).done == 5
+    before = np.asarray(Image.open(out / "im0.png"))
+    # another picture under the same name (and of another size)
+    Image.fromarray(photo[300:380, 200:340]).save(folder / "im0.png")
+    summary = build_masks([folder], out, FelzenszwalbEdges(), progress=False)
+    assert (summary.done, summary.skipped) == (1, 4)
+    after = np.asarray(Image.open(out / "im0.png"))
+    assert after.shape == (80, 140) != before.shape
+    fresh = tmp_path / "fresh"
+    build_masks([folder], fresh, FelzenszwalbEdges(), progress=False)
+    assert (np.asarray(Image.open(fresh / "im0.png")) == after).all()
+    # the same images with another setting of the source: every mask again
+    summary = build_masks([folder], out, FelzenszwalbEdges(scale=100.0), progress=False)
+    assert (summary.done, summary.skipped) == (5, 0)
+    assert read_manifest(out)["im1"]["settings"]["scale"] == 100.0

@@ -246,3 +246,151 @@ def test_outside_weight_counts_errors_outside_the_mask():
     # weight 1 is plain MSE
     plain = RateDistortionLoss(0.05)(out, x)["mse"]
     assert torch.allclose(RateDistortionLoss(0.05, outside=1.0)(out, x, mask)["mse"], plain)
+
+
+def _lrs(run) -> dict[int, float]:
+    with open(run / "train.csv") as f:
+        return {int(r["step"]): float(r["lr"]) for r in csv.DictReader(f)}
+
+
+def _killed_after(monkeypatch, last: int):
+    """Stop a run (as a kill does) when it logs step ``last + 1``."""
+    from saicm.utils.runs import RunLogs
+
+    row = RunLogs.row
+
+    def dying(self, name, step, values):
+        if step > last:
+            raise KeyboardInterrupt
+        row(self, name, step, values)
+
+    monkeypatch.setattr(RunLogs, "row", dying)
+    return lambda: monkeypatch.setattr(RunLogs, "row", row)
+
+
+def test_resume_with_more_steps_runs_the_new_schedule_and_records_both(
+    tmp_path, corpus, monkeypatch
+):
+    import yaml
+
+    run = tmp_path / "run"
+    cfg = _cfg(corpus, steps=10, checkpoint_every=2, log_every=1, milestones=[0.9, 0.96])
+    revive = _killed_after(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, progress=False)
+    revive()
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 4
+    model = train(TrainConfig(**{**vars(cfg), "steps": 20}), run, resume=True, progress=False)
+    lrs = _lrs(run)
+    # the new schedule: milestones at 0.9 * 20 = 18 and 0.96 * 20 = 19 (not at 9 and 10)
+    assert [lrs[s] for s in (1, 4, 5, 10, 11, 18)] == [1e-3] * 6
+    assert lrs[19] == pytest.approx(1e-4) and lrs[20] == pytest.approx(1e-5)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["steps"] == 20
+    segments = [(h["from_step"], h["to_step"], h["steps"]) for h in saved["history"]]
+    assert segments == [(0, 4, 10), (4, 20, 20)]
+    assert saved["history"][0]["milestone_steps"] == [9, 10]
+    assert model.card["history"] == saved["history"] and model.card["steps"] == 20
+
+
+def test_resume_with_another_lr_trains_at_it(tmp_path, corpus, monkeypatch, capsys):
+    run = tmp_path / "run"
+    cfg = _cfg(corpus, steps=10, checkpoint_every=2, log_every=1, lr=1e-6, milestones=[])
+    revive = _killed_after(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, progress=False)
+    revive()
+    train(TrainConfig(**{**vars(cfg), "lr": 1e-3}), run, resume=True, progress=False)
+    lrs = _lrs(run)
+    assert [lrs[s] for s in range(1, 11)] == [1e-6] * 4 + [1e-3] * 6
+    assert "resuming at step 4 with lr 1e-06 -> 0.001" in capsys.readouterr().out
+    saved = TrainConfig.from_file(run / "config.yaml")
+    assert saved.lr == 1e-3
+
+
+def test_resume_refuses_a_setting_that_defines_the_run(tmp_path, corpus):
+    run = tmp_path / "run"
+    cfg = _cfg(corpus, steps=4, checkpoint_every=2)
+    train(cfg, run, progress=False)
+    for k, v in [("lmbda", 0.01), ("crop", 128), ("batch_size", 4), ("seed", 1)]:
+        with pytest.raises(SaicmError, match=rf"--resume: {k} was .* now {v}; a resumed run"):
+            train(TrainConfig(**{**vars(cfg), k: v, "steps": 8}), run, resume=True, progress=False)
+    with pytest.raises(SaicmError, match="--steps 3 is below the 4 steps already run"):
+        train(TrainConfig(**{**vars(cfg), "steps": 3}), run, resume=True, progress=False)
+
+
+def test_every_setting_has_a_resume_rule():
+    import dataclasses
+
+    from saicm.train.config import RESUME_APPLIED, RESUME_FIXED
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"history"}
+    assert set(RESUME_APPLIED) | set(RESUME_FIXED) == names
+    assert not set(RESUME_APPLIED) & set(RESUME_FIXED)
+
+
+def test_zero_one_masks_train_on_the_mask_and_the_fraction_is_recorded(tmp_path, corpus, capsys):
+    _images, masks = corpus
+    for m in masks.glob("*.png"):  # as 0/1 uint8, what fromarray(mask.astype(uint8)) writes
+        on = np.asarray(Image.open(m)).astype(np.uint8)
+        Image.fromarray(on).save(m)
+    run = tmp_path / "run"
+    model = train(_cfg(corpus, steps=2), run, progress=False)
+    assert model.card["mask_fraction"] == pytest.approx(20 / 160)  # every 8th row of 160
+    assert "mean mask fraction 0.1250 over 2 masks" in capsys.readouterr().out
+    with open(run / "train.csv") as f:
+        assert all(float(r["mse"]) > 0 for r in csv.DictReader(f))
+
+
+def test_empty_or_grey_masks_are_refused_by_name(tmp_path, corpus):
+    _images, masks = corpus
+    Image.fromarray(np.zeros((160, 192), np.uint8)).save(masks / "p0.png")
+    Image.fromarray(np.zeros((160, 192), np.uint8)).save(masks / "p1.png")
+    with pytest.raises(SaicmError, match=r"every mask is empty.*p0\.png.*p1\.png"):
+        train(_cfg(corpus), tmp_path / "run", progress=False)
+    grey = np.arange(160 * 192).reshape(160, 192) % 7
+    Image.fromarray(grey.astype(np.uint8)).save(masks / "p1.png")
+    with pytest.raises(SaicmError, match=r"p1\.png: not a binary mask: 7 different"):
+        train(_cfg(corpus), tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "hint"),
+    [
+        ({"lmbda": float("nan")}, "--lmbda is nan: it must be a finite number above 0"),
+        ({"lr": float("inf")}, "--lr is inf"),
+        (
+            {"lr": 1e9},
+            r"settings and data are finite, the training diverged \(.*\): "
+            r"lower --lr \(now 1e\+09\)",
+        ),
+    ],
+)
+def test_a_non_finite_loss_names_its_cause(tmp_path, corpus, change, hint):
+    with pytest.raises(SaicmError, match=r"loss became nan at step \d+: " + hint):
+        train(_cfg(corpus, steps=6, clip=0.0, **change), tmp_path / "run", progress=False)
+
+
+def test_cli_resume_with_a_config_file_applies_it_or_refuses_it(tmp_path, corpus, capsys):
+    import yaml
+
+    from saicm.cli import main
+
+    config = _cli_config(tmp_path, corpus)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "-o", str(run)]) == 0
+    more = tmp_path / "more.yaml"
+    more.write_text(yaml.safe_dump({"steps": 6, "lr": 5e-4}))
+    assert main(["train", "--config", str(more), "-o", str(run), "--resume"]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert (saved["steps"], saved["lr"]) == (6, 5e-4)
+    assert [(h["from_step"], h["to_step"], h["lr"]) for h in saved["history"]] == [
+        (0, 4, 1e-3),
+        (4, 6, 5e-4),
+    ]
+    assert [v for s, v in _lrs(run).items() if s > 4] == [5e-4, 5e-4]
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"steps": 8, "crop": 128}))
+    capsys.readouterr()
+    assert main(["train", "--config", str(other), "-o", str(run), "--resume"]) == 1
+    assert "--resume: crop was 64 in this run, now 128" in capsys.readouterr().err

@@ -12,6 +12,7 @@ A codec is named by a spec: ``NAME`` (its default settings) or ``NAME:S1,S2,...`
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import tempfile
 import time
@@ -62,8 +63,15 @@ class Codec:
         return None
 
     def cache_key(self, setting: str) -> str:
-        """What names this setting's cached results: changes whenever its output would."""
+        """The folder name of this setting's cached results (readable; :meth:`fingerprint`, not
+        this name, decides whether a cached result is still valid)."""
         return setting
+
+    def fingerprint(self, setting: str) -> dict[str, str]:
+        """Everything that determines this setting's decoded images and file sizes: the coder,
+        its parameters, and the version of the library that runs it. Part of every cached cell's
+        key (docs/EVALUATION.md)."""
+        return {"coder": type(self).__name__, "setting": setting}
 
     def code(self, image: np.ndarray, setting: str) -> Coded:
         raise NotImplementedError
@@ -81,6 +89,18 @@ class PillowCodec(Codec):
 
         feature = {"WEBP": "webp", "AVIF": "avif", "JPEG2000": "jpg_2000", "JPEG": "jpg"}[self.fmt]
         return None if features.check(feature) else f"this Pillow has no {self.fmt} support"
+
+    def fingerprint(self, setting: str) -> dict[str, str]:
+        import PIL
+        from PIL import features
+
+        feature = {"WEBP": "webp", "AVIF": "avif", "JPEG2000": "jpg_2000", "JPEG": "jpg"}[self.fmt]
+        return {
+            **super().fingerprint(setting),
+            "format": self.fmt,
+            "pillow": PIL.__version__,
+            "library": str(features.version(feature)),
+        }
 
     def code(self, image: np.ndarray, setting: str) -> Coded:
         q = int(setting)
@@ -141,6 +161,18 @@ class FfmpegCodec(Codec):
             return str(exc)
         out = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True)
         return None if self.encoder in out.stdout else f"this ffmpeg has no {self.encoder}"
+
+    def fingerprint(self, setting: str) -> dict[str, str]:
+        import imageio_ffmpeg
+
+        return {
+            **super().fingerprint(setting),
+            "encoder": self.encoder,
+            "arguments": " ".join(
+                [self.param.format(setting), *self.extra, self.pix_fmt, self.fmt]
+            ),
+            "ffmpeg": imageio_ffmpeg.get_ffmpeg_version(),
+        }
 
     def code(self, image: np.ndarray, setting: str) -> Coded:
         exe = ffmpeg_exe()
@@ -237,6 +269,24 @@ class LearnedCodec(Codec):
         coding = "" if model.coding == SAICM_CODING else f"+{model.coding.tag}"
         return f"{name}@{model.weights_hash[:12]}{coding}"
 
+    def fingerprint(self, setting: str) -> dict[str, str]:
+        import torch
+
+        from .. import __version__
+        from ..codec import load_model
+        from ..codec.bitstream import FORMAT_VERSION
+
+        model = load_model(setting)
+        return {
+            **super().fingerprint(Path(setting).name),  # the weights, not the path, decide
+            "arch": model.arch,
+            "config": json.dumps(model.config, sort_keys=True, default=str),
+            "weights": model.weights_hash,
+            "sic_format": str(FORMAT_VERSION),
+            "saicm": __version__,
+            "torch": torch.__version__,
+        }
+
     def code(self, image: np.ndarray, setting: str) -> Coded:
         from ..codec import decode, encode, load_model
 
@@ -254,6 +304,11 @@ class Lossless(Codec):
 
     name = "png"
     default_settings = ("lossless",)
+
+    def fingerprint(self, setting: str) -> dict[str, str]:
+        import PIL
+
+        return {**super().fingerprint(setting), "pillow": PIL.__version__}
 
     def code(self, image: np.ndarray, setting: str) -> Coded:
         buf = io.BytesIO()

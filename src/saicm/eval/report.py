@@ -6,19 +6,27 @@ import csv
 import html
 import json
 import math
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..utils.io import atomic_path
-from .metrics import bd_rate, bd_rate_interval
+from .metrics import MIN_OVERLAP, bd_rate, bd_rate_interval, curve_overlap
 from .runner import ORIGINAL, Point, _safe, cell_path, decoded_path
 
 __all__ = ["bd_table", "write_report"]
 
 #: Curves drawn thin: the anchors, not the learned codecs under study.
 _CONVENTIONAL = {"jpeg", "webp", "avif", "jpeg2000", "jxl", "hevc", "vvc", "png"}
+
+
+def _href(path: Path) -> str:
+    """A relative path as the value of an HTML ``src``/``href`` attribute: percent-encoded
+    (``?``, ``#``, ``%``, ``:``, spaces, quotes, non-ASCII as UTF-8) and HTML-escaped, so that
+    a browser finds the file whatever its name."""
+    return html.escape(urllib.parse.quote(path.as_posix(), safe="/"), quote=True)
 
 
 def _curves(
@@ -38,9 +46,13 @@ def _curves(
     return curves
 
 
-def bd_table(points: list[Point], metric: str, anchor: str) -> list[dict[str, Any]]:
+def bd_table(
+    points: list[Point], metric: str, anchor: str, min_overlap: float = MIN_OVERLAP
+) -> list[dict[str, Any]]:
     """BD-rate (%) of every codec against ``anchor`` on ``metric``, with its 95% bootstrap
-    interval (``interval``: [low, high], or None) where the points carry replicates."""
+    interval (``interval``: [low, high], or None) where the points carry replicates, and the
+    share of the accuracy range the two curves share (``overlap``); below ``min_overlap`` no
+    BD-rate is given and ``note`` says why (:func:`saicm.eval.metrics.bd_rate`)."""
     curves = _curves(points, metric)
     reps = _curves(points, metric, replicates=True)
     rows = []
@@ -50,10 +62,11 @@ def bd_table(points: list[Point], metric: str, anchor: str) -> list[dict[str, An
         if anchor not in curves:
             rows.append({"codec": codec, "bd_rate": None, "note": f"no {anchor} curve"})
             continue
-        value, why = bd_rate(curves[anchor], curve)
-        row = {"codec": codec, "bd_rate": value, "note": why}
+        value, why = bd_rate(curves[anchor], curve, min_overlap=min_overlap)
+        overlap = round(curve_overlap(curves[anchor], curve), 4)
+        row = {"codec": codec, "bd_rate": value, "note": why, "overlap": overlap}
         if value is not None and anchor in reps and codec in reps:
-            row["interval"] = bd_rate_interval(reps[anchor], reps[codec])
+            row["interval"] = bd_rate_interval(reps[anchor], reps[codec], min_overlap=min_overlap)
         rows.append(row)
     return rows
 
@@ -89,13 +102,18 @@ def _plot(points: list[Point], metric: str, title: str, path: Path) -> None:
 
 
 def write_report(
-    result: dict[str, Any], out: str | Path, anchors: Sequence[str] = ("vvc",)
+    result: dict[str, Any],
+    out: str | Path,
+    anchors: Sequence[str] = ("vvc",),
+    min_overlap: float = MIN_OVERLAP,
 ) -> dict[str, Path]:
     """Write ``results.json``, ``results.csv``, ``<metric>.png`` plots and ``report.html``.
 
     Arguments:
         anchors: codecs every curve gets a BD-rate against (VVC intra, as MPEG VCM does, and for
             example the plain-MSE model of the same network).
+        min_overlap: least share of their accuracy range two curves must share for a BD-rate
+            (:data:`saicm.eval.metrics.MIN_OVERLAP`); recorded in ``results.json``.
     """
     out = Path(out)
     anchors = list(anchors)
@@ -110,7 +128,7 @@ def write_report(
     )
     # BD-rate for accuracies only: for face recall, lower is the goal (privacy).
     tables = {
-        a: {m: bd_table(points, m, a) for m in metrics if m.endswith(("map", "pq"))}
+        a: {m: bd_table(points, m, a, min_overlap) for m in metrics if m.endswith(("map", "pq"))}
         for a in anchors
     }
     files = {"json": out / "results.json", "csv": out / "results.csv", "html": out / "report.html"}
@@ -120,6 +138,7 @@ def write_report(
                 {
                     **{k: v for k, v in result.items() if k != "points"},
                     "anchors": anchors,
+                    "bd_min_overlap": min_overlap,
                     "points": [asdict(p) for p in points],
                     "bd_rate": tables,
                 },
@@ -175,8 +194,9 @@ def _examples(out: Path, result: dict[str, Any], points: list[Point]) -> str:
     parts = []
     tasks = result["tasks"]
     task = "detection" if "detection" in tasks else (tasks[0] if tasks else None)
-    for stem_dir in sorted((dec_root / ORIGINAL / ORIGINAL).glob("*.png")):
-        stem = stem_dir.stem
+    for stem in (Path(name).stem for name in result["images"]):  # this run's images only
+        if not decoded_path(out, ORIGINAL, ORIGINAL, stem).exists():
+            continue
         row = []
         for point in [original, *chosen.values()]:
             codec, setting = point.codec, point.setting
@@ -194,13 +214,13 @@ def _examples(out: Path, result: dict[str, Any], points: list[Point]) -> str:
                 else []
             )
             shown = draw_detections(np.asarray(Image.open(img_path).convert("RGB")), dets)
-            view = out / "views" / f"{stem}__{_safe(codec)}__{_safe(point.key)}.jpg"
+            view = out / "views" / f"{img_path.stem}__{_safe(codec)}__{_safe(point.key)}.jpg"
             view.parent.mkdir(parents=True, exist_ok=True)
             shown.save(view, quality=88)
             bpp = 8 * rec["bytes"] / rec["pixels"] if rec["bytes"] else 24.0
             label = "original" if codec == ORIGINAL else f"{codec} {setting}: {bpp:.3f} bpp"
             row.append(
-                f'<figure><img src="{view.relative_to(out)}" alt="{html.escape(label)}">'
+                f'<figure><img src="{_href(view.relative_to(out))}" alt="{html.escape(label)}">'
                 f"<figcaption>{html.escape(label)}</figcaption></figure>"
             )
         parts.append(f"<h3>{html.escape(stem)}</h3><div class=row>{''.join(row)}</div>")
@@ -251,11 +271,15 @@ def _html(
                 if r and r.get("interval"):
                     value += " [{:+.1f}, {:+.1f}]".format(*r["interval"])
                 note = f' title="{esc(r["note"])}"' if r and r["note"] else ""
+                if r and r["bd_rate"] is None and r["note"]:  # the refusal, said in the table
+                    value += f"<br><small>{esc(r['note'])}</small>"
                 body += f"<td{note}>{value}</td>"
             body += "</tr>"
         head_bd = "".join(f"<th>vs {esc(a)}</th>" for a in anchors)
         bd.append(f"<h3>{esc(m)}</h3><table><tr><th>codec</th>{head_bd}</tr>{body}</table>")
-    plots = "".join(f'<img class=plot src="{files[m].name}" alt="{esc(m)}">' for m in metrics)
+    plots = "".join(
+        f'<img class=plot src="{_href(Path(files[m].name))}" alt="{esc(m)}">' for m in metrics
+    )
     bad = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in result["bad_images"].items())
     bad += "".join(f"<li>task {esc(t)} could not run</li>" for t in result.get("missing_tasks", []))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>saicm eval</title>
@@ -269,7 +293,8 @@ coded files / pixels. Accuracy: COCO mAP@[.5:.95] ("map") and mAP@.5 ("map50") w
 </p>{f"<p>Left out:</p><ul>{bad}</ul>" if bad else ""}
 <h2>Rate-accuracy curves</h2>{plots}
 <h2>BD-rate against {esc(", ".join(anchors))}</h2>
-<p>Negative: fewer bits for the same accuracy (hover a cell: why a value is missing).</p>
+<p>Negative: fewer bits for the same accuracy. n/a: no BD-rate, and why (curves that share
+less than half of their accuracy range are not compared: docs/EVALUATION.md).</p>
 {"".join(bd)}
 <h2>All points</h2><table><tr>{head}</tr>{"".join(rows)}</table>
 <h2>Examples</h2>{_examples(out, result, points)}

@@ -1,13 +1,17 @@
 """``saicm eval``: every image through every codec setting, every task on every decoded image.
 
 Each finished (codec, setting, image) cell is a small JSON file under ``OUT/cells/``, written
-atomically; a killed run continues where it stopped. Ground truth is the COCO annotation file
+atomically; a killed run continues where it stopped. A cell holds its *key* (:func:`cell_key`):
+the image's content hash, the codec's fingerprint, each task's fingerprint and the cache format;
+a cell whose key differs from the one this run would compute is computed again, whatever its
+file name says. Ground truth is the COCO annotation file
 when given, else *pseudo ground truth*: the task's own confident outputs (score >= 0.5) on the
 uncompressed image, which every table then says.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -19,14 +23,18 @@ import numpy as np
 
 from ..errors import SaicmError
 from ..image import load_image, save_image
+from ..utils.fingerprint import file_sha256
 from ..utils.io import atomic_path
 from .codecs import Codec
 from .metrics import coco_map, coco_map_resampled, pseudo_ground_truth
 from .tasks import Task
 
-__all__ = ["Point", "evaluate"]
+__all__ = ["CACHE_FORMAT", "Point", "cell_key", "evaluate"]
 
 ORIGINAL = "_original"
+
+#: Version of the layout of a cached cell; cells of another version are computed again.
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -51,14 +59,59 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9.@_-]+", "_", s)
 
 
+def _file_stem(stem: str) -> str:
+    """``stem`` as a file name with room for a suffix: any name a file system allows fits."""
+    if len(stem.encode()) <= 200 and not stem.startswith("."):
+        return stem
+    return f"{_safe(stem)[:100]}-{hashlib.sha256(stem.encode()).hexdigest()[:16]}"
+
+
 def cell_path(out: Path, codec: str, key: str, stem: str) -> Path:
     """The cached result of one image through one (codec, setting key)."""
-    return out / "cells" / _safe(codec) / _safe(key) / f"{stem}.json"
+    return out / "cells" / _safe(codec) / _safe(key) / f"{_file_stem(stem)}.json"
 
 
 def decoded_path(out: Path, codec: str, key: str, stem: str) -> Path:
     """A decoded image kept for the report."""
-    return out / "decoded" / _safe(codec) / _safe(key) / f"{stem}.png"
+    return out / "decoded" / _safe(codec) / _safe(key) / f"{_file_stem(stem)}.png"
+
+
+def cell_key(
+    image_sha256: str,
+    codec: Codec | None,
+    setting: str,
+    tasks: list[Task],
+    codec_fingerprint: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What determines a cell: the image's bytes, the codec and its setting (its library version,
+    or the model's weights hash), each task's model (architecture, weights hash, thresholds), and
+    :data:`CACHE_FORMAT` (``codec_fingerprint``: the codec's, when already computed). The ground
+    truth is not in it: no cell holds a score, every mAP is computed again from the cells'
+    predictions on each run."""
+    return {
+        "format": CACHE_FORMAT,
+        "image": image_sha256,
+        "codec": (
+            ORIGINAL
+            if codec is None
+            else codec_fingerprint
+            if codec_fingerprint is not None
+            else codec.fingerprint(setting)
+        ),
+        "tasks": {t.name: t.fingerprint() for t in tasks},
+    }
+
+
+def _valid(rec: dict[str, Any], key: dict[str, Any]) -> bool:
+    """A cached cell that this run can use: same image, codec, format, and every task of this
+    run computed by the same model (a cell may hold more tasks than this run asks for)."""
+    old = rec.get("key") or {}
+    if any(old.get(k) != key[k] for k in ("format", "image", "codec")):
+        return False
+    done = old.get("tasks") or {}
+    return all(done.get(n) == fp for n, fp in key["tasks"].items()) and key["tasks"].keys() <= (
+        rec.get("predictions") or {}
+    ).keys()
 
 
 def _load_gt(annotations: str | Path, images: list[Path]) -> tuple[dict, dict[str, int], list[str]]:
@@ -152,12 +205,17 @@ def evaluate(
     if len(set(stems)) != len(stems):
         raise SaicmError("two images share a file name stem")
     loaded: dict[str, np.ndarray] = {}
+    hashes: dict[str, str] = {}
     bad_images: dict[str, str] = {}
     for p in images:
         try:
             loaded[p.stem] = load_image(p)
+            hashes[p.stem] = file_sha256(p)  # the cells' key: the bytes, not the name
         except SaicmError as exc:
             bad_images[p.stem] = str(exc)
+        except OSError as exc:
+            loaded.pop(p.stem, None)
+            bad_images[p.stem] = f"{p}: cannot read ({exc.strerror or exc})"
     ok = [p for p in images if p.stem in loaded]
     if not ok:
         raise SaicmError(f"none of the images can be read ({next(iter(bad_images.values()))})")
@@ -169,8 +227,7 @@ def evaluate(
     cells: dict[tuple[str, str], dict[str, dict]] = {}
     errors: dict[tuple[str, str], list[str]] = {}
     cache_keys: dict[tuple[str, str], str] = {}
-    todo = []  # (codec, setting, key, image, cell path, keep path) of the cells to compute
-    names = {t.name for t in tasks}
+    todo = []  # (codec, setting, key, image, cell path, keep path, cell key) of cells to compute
     for codec, setting in jobs:
         cname = codec.name if codec else ORIGINAL
         key = (cname, setting)
@@ -181,21 +238,31 @@ def evaluate(
             cache_keys[key] = setting
             continue
         cache_keys[key] = codec.cache_key(setting) if codec else setting
+        fingerprint = codec.fingerprint(setting) if codec else None  # once: it may run ffmpeg
         for i, p in enumerate(ok):
             path = cell_path(out, cname, cache_keys[key], p.stem)
+            ckey = cell_key(hashes[p.stem], codec, setting, tasks, fingerprint)
             if path.exists():
-                rec = json.loads(path.read_text())
-                if names <= rec.get("predictions", {}).keys():
+                try:
+                    rec = json.loads(path.read_text())
+                except ValueError:  # a cell cut by a crash: computed again
+                    rec = {}
+                if _valid(rec, ckey):
                     cells[key][p.stem] = rec
-                    continue  # else cached by a run with fewer tasks: compute it again
-            keep = decoded_path(out, cname, cache_keys[key], p.stem) if i < keep_images else None
-            todo.append((codec, setting, key, p, path, keep))
+                    continue  # else another image, codec, task model or format: again
+            keep = decoded_path(out, cname, cache_keys[key], p.stem)
+            todo.append((codec, setting, key, p, path, keep if i < keep_images else None, ckey))
+            if i >= keep_images:
+                keep.unlink(missing_ok=True)  # an old image's decoding must not be shown
 
     def finish(item: tuple, rec: dict[str, Any] | None, err: str | None) -> None:
-        _, _, key, p, path, _ = item
+        _, _, key, p, path, keep, ckey = item
         if rec is None:
             errors[key].append(f"{p.name}: {err}")
+            if keep is not None:
+                keep.unlink(missing_ok=True)
             return
+        rec["key"] = ckey
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(rec))
         cells[key][p.stem] = rec
@@ -211,13 +278,13 @@ def evaluate(
             initializer=_init_worker,
             initargs=([t.spec for t in tasks],),
         ) as pool:
-            args = [(c, s, loaded[p.stem], keep) for c, s, _, p, _, keep in todo]
+            args = [(c, s, loaded[p.stem], keep) for c, s, _, p, _, keep, _ in todo]
             for item, (rec, err) in zip(todo, pool.map(_worker_cell, args), strict=True):
                 finish(item, rec, err)
                 bar.update(1)
     else:
         for item in todo:
-            codec, setting, _, p, _, keep = item
+            codec, setting, _, p, _, keep, _ = item
             try:
                 finish(item, _run_cell(codec, setting, loaded[p.stem], tasks, keep), None)
             except SaicmError as exc:
@@ -228,6 +295,15 @@ def evaluate(
     # Ground truth, real or pseudo, per task.
     if annotations is not None:
         gt, ids, not_annotated = _load_gt(annotations, ok)
+        sizes = {im["id"]: (im.get("height"), im.get("width")) for im in gt["images"]}
+        for p in ok:  # annotations drawn on other pixels (e.g. before an EXIF turn) score nothing
+            want, got = sizes.get(ids.get(p.stem)), loaded[p.stem].shape[:2]
+            if p.stem in ids and want and None not in want and tuple(want) != got:
+                del ids[p.stem]
+                bad_images[p.stem] = (
+                    f"{p.name}: annotated as {want[1]}x{want[0]}, the image is {got[1]}x{got[0]}"
+                    " (saicm applies the EXIF orientation)"
+                )
         gts = {t.name: gt for t in tasks}
         gt_note = f"COCO annotations {annotations}"
         if not_annotated:
@@ -312,4 +388,9 @@ def evaluate(
         "bad_images": bad_images,
         "images": [p.name for p in ok],
         "tasks": [t.name for t in tasks],
+        "cache": {
+            "format": CACHE_FORMAT,
+            "image_sha256": {p.name: hashes[p.stem] for p in ok},
+            "tasks": {t.name: t.fingerprint() for t in tasks},
+        },
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,19 @@ class Task:
     name: str = ""
     iou_types: tuple[str, ...] = ("bbox",)
     spec: tuple[str, dict[str, Any]] = ("", {})
+    _fingerprint: dict[str, Any] | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that determines this task's outputs on an image: the model's
+        architecture, a hash of its weights (not a file or hub name), its thresholds, and the
+        version of the library that runs it. Part of every cached cell's key
+        (docs/EVALUATION.md); computed once per task."""
+        if self._fingerprint is None:
+            self._fingerprint = {"task": self.name, **self._model_fingerprint()}
+        return self._fingerprint
+
+    def _model_fingerprint(self) -> dict[str, Any]:
+        raise NotImplementedError
 
     def predict(self, image: np.ndarray) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -56,6 +70,9 @@ class DetectionTask(Task):
             for d in self.model(image)
         ]
 
+    def _model_fingerprint(self) -> dict[str, Any]:
+        return _detector_fingerprint(self.model)
+
 
 class InstanceTask(Task):
     """Boxes and masks from a torchvision Mask R-CNN with the user's weights."""
@@ -90,6 +107,9 @@ class InstanceTask(Task):
             out.append(rec)
         return out
 
+    def _model_fingerprint(self) -> dict[str, Any]:
+        return _detector_fingerprint(self.model)
+
 
 class PrivacyTask(Task):
     """Faces (MTCNN) and, where dlib is installed, their identity descriptors.
@@ -115,6 +135,33 @@ class PrivacyTask(Task):
                 rec["descriptor"] = [round(v, 5) for v in self.descriptor(image, box)]
             out.append(rec)
         return out
+
+    def _model_fingerprint(self) -> dict[str, Any]:
+        from importlib.metadata import version
+
+        from ..utils.fingerprint import file_sha256, state_sha256
+
+        fp: dict[str, Any] = {
+            "detector": "mtcnn",
+            "weights": state_sha256(self.detector.net),
+            "min_score": self.detector.min_score,
+            "facenet_pytorch": version("facenet-pytorch"),
+        }
+        if self.descriptor is not None:  # identities only where dlib is installed
+            import importlib.util
+
+            spec = importlib.util.find_spec("face_recognition_models")
+            root = Path(next(iter(spec.submodule_search_locations))) / "models"
+            fp["descriptor"] = [
+                file_sha256(root / n)
+                for n in (
+                    "shape_predictor_5_face_landmarks.dat",
+                    "dlib_face_recognition_resnet_model_v1.dat",
+                )
+            ]
+        else:
+            fp["descriptor"] = None
+        return fp
 
     def score(self, original: list[list[dict]], decoded: list[list[dict]]) -> dict[str, float]:
         from .metrics import face_privacy
@@ -155,10 +202,48 @@ class PanopticTask(Task):
             )
         return out
 
+    def _model_fingerprint(self) -> dict[str, Any]:
+        import transformers
+
+        from ..utils.fingerprint import state_sha256
+
+        return {
+            "model": type(self.model.net).__name__,
+            "weights": state_sha256(self.model.net),
+            "options": self.model.options,
+            "transformers": transformers.__version__,
+        }
+
     def score(self, original: list[list[dict]], decoded: list[list[dict]]) -> dict[str, float]:
         from .metrics import panoptic_quality
 
         return panoptic_quality(original, decoded)
+
+
+def _detector_fingerprint(model: Any) -> dict[str, Any]:
+    """Architecture, weights hash and score threshold of a saicm detector wrapper."""
+    from ..utils.fingerprint import file_sha256, state_sha256
+
+    fp: dict[str, Any] = {"arch": model.name, "min_score": model.min_score}
+    if hasattr(model, "input_size"):  # SSD-MobileNet-v2 through OpenCV DNN: its two files
+        import cv2
+
+        from ..tasks.detection import _model_files
+
+        fp["weights"] = [file_sha256(f) for f in _model_files()]
+        fp["input_size"] = model.input_size
+        fp["opencv"] = cv2.__version__
+    elif type(model).__name__ == "UltralyticsDetector":
+        import ultralytics
+
+        fp["weights"] = state_sha256(model.net.model)
+        fp["ultralytics"] = ultralytics.__version__
+    else:
+        import torchvision
+
+        fp["weights"] = state_sha256(model.net)
+        fp["torchvision"] = torchvision.__version__
+    return fp
 
 
 TASKS = {

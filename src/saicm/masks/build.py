@@ -2,8 +2,10 @@
 
 Every image ``<stem>.<ext>`` of the input gets ``<stem>.png`` (1-bit) in the output folder,
 written atomically, then a line in ``manifest-<i>of<n>.jsonl`` (its shard's own file, so ranks
-never write the same file). A re-run skips images whose manifest line and mask both exist, so
-a killed run loses at most the image in flight. Under ``torchrun`` each rank takes the shard
+never write the same file). A re-run skips an image whose mask exists and whose manifest line
+was made from the same image bytes (SHA-256) by the same source with the same settings; a
+replaced image or another source or setting makes its mask again. A killed run loses at most
+the image in flight. Under ``torchrun`` each rank takes the shard
 ``RANK/WORLD_SIZE`` and the GPU ``LOCAL_RANK``.
 """
 
@@ -21,6 +23,7 @@ from PIL import Image
 
 from ..errors import SaicmError
 from ..image import IMAGE_SUFFIXES, load_image
+from ..utils.fingerprint import file_sha256
 from ..utils.io import atomic_path, folder_lock, refuse_overwrite
 from .sources import MaskSource
 
@@ -169,6 +172,7 @@ def _build(
     manifest = out / f"manifest-{index}of{count}.jsonl"
     summary = BuildSummary()
     t0 = time.perf_counter()
+    want = _content_settings(source.name, source.settings())
     desc = f"masks[{source.name}]" + (f" shard {index}/{count}" if count > 1 else "")
     with manifest.open("a+") as log:
         log.seek(0, os.SEEK_END)
@@ -178,10 +182,20 @@ def _build(
                 log.write("\n")
         for path in tqdm(files, desc=desc, disable=not progress, unit="image", position=index):
             target = out / f"{path.stem}.png"
-            if path.stem in done and target.is_file():
+            start = time.perf_counter()
+            try:
+                sha = file_sha256(path)
+            except OSError as exc:
+                summary.failures[str(path)] = f"cannot read ({exc.strerror or exc})"
+                continue
+            old = done.get(path.stem, {})
+            if (
+                target.is_file()
+                and old.get("image_sha256") == sha
+                and _content_settings(old.get("source", "?"), old.get("settings", {})) == want
+            ):
                 summary.skipped += 1
                 continue
-            start = time.perf_counter()
             try:
                 image = load_image(path)
                 result = source(image, path)
@@ -198,6 +212,7 @@ def _build(
             summary.fractions.append(fraction)
             rec = {
                 "image": str(path),
+                "image_sha256": sha,
                 "mask": str(target),
                 "source": source.name,
                 "settings": source.settings(),

@@ -15,7 +15,47 @@ from ..errors import SaicmError
 from ..utils.settings import Settings
 from .loss import LOSSES
 
-__all__ = ["TrainConfig"]
+__all__ = ["RESUME_APPLIED", "RESUME_FIXED", "TrainConfig"]
+
+#: Settings a resumed run cannot change: they define the model, its loss or the data of every
+#: step (changing one mid-run gives a model that no single setting describes). ``--resume``
+#: with another value is refused, naming the setting and both values; start a new run with
+#: ``--init`` instead.
+RESUME_FIXED = (
+    "images",
+    "masks",
+    "loss",
+    "lmbda",
+    "arch",
+    "arch_config",
+    "init",
+    "batch_size",
+    "accumulate",
+    "crop",
+    "object_crops",
+    "outside_weight",
+    "seed",
+)
+#: Settings a resumed run applies from the step it resumes at, recorded as a new segment of
+#: ``history``: the LR schedule is recomputed from the new ``steps``, ``lr``, ``milestones`` and
+#: ``gamma`` (the LR of step ``s`` is ``lr * gamma ** #{milestones <= s}``).
+RESUME_APPLIED = (
+    "steps",
+    "lr",
+    "aux_lr",
+    "milestones",
+    "gamma",
+    "clip",
+    "amp",
+    "val_images",
+    "val_masks",
+    "val_every",
+    "checkpoint_every",
+    "log_every",
+    "workers",
+    "name",
+    "card",
+)
 
 
 @dataclass
@@ -50,6 +90,9 @@ class TrainConfig(Settings):
         workers: data-loading processes.
         name: name of the exported model (default ``<loss>-<arch>-<lmbda>``).
         card: extra facts for the model card (data, mask source, ...).
+        history: written by the trainer, never read as a setting: the segments of the run as
+            they were run (``from_step``, ``to_step`` and the schedule of each), one more per
+            ``--resume`` (see :data:`RESUME_FIXED` and docs/TRAINING.md).
     """
 
     images: str = ""
@@ -80,9 +123,15 @@ class TrainConfig(Settings):
     workers: int = 0
     name: str | None = None
     card: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
-    @classmethod
-    def from_file(cls, path: str | Path) -> TrainConfig:
+    @staticmethod
+    def read_settings(path: str | Path) -> dict[str, Any]:
+        """The settings a YAML file gives (only those it names; ``history`` is not a setting).
+
+        Raises:
+            SaicmError: missing file, invalid YAML, or not a mapping.
+        """
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except FileNotFoundError:
@@ -91,7 +140,12 @@ class TrainConfig(Settings):
             raise SaicmError(f"{path}: not valid YAML ({exc})") from None
         if not isinstance(data, dict):
             raise SaicmError(f"{path}: a config file holds a mapping of settings")
-        return cls().override(data, source=str(path))
+        data.pop("history", None)  # what a run did is not a setting of the next one
+        return data
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        return cls().override(cls.read_settings(path), source=str(path))
 
     def save(self, path: str | Path) -> None:
         from ..utils.io import atomic_path
@@ -167,6 +221,13 @@ class TrainConfig(Settings):
                     check(f"arch_config.{key}", v, size)
             else:
                 check(f"arch_config.{key}", value, size)
+    def milestone_steps(self) -> list[int]:
+        """The steps at which the LR is multiplied by ``gamma`` (``milestones`` x ``steps``)."""
+        return sorted(round(f * self.steps) for f in self.milestones)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of the step after ``step`` steps (0-based), as MultiStepLR gives."""
+        return self.lr * self.gamma ** sum(m <= step for m in self.milestone_steps())
 
     @property
     def model_name(self) -> str:

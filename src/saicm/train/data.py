@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import SaicmError
-from ..image import list_images, load_image
+from ..image import image_size, list_images, load_image
+from ..masks.io import check_masks, read_mask
 
 __all__ = ["MaskedImageFolder", "MicroBatches"]
 
@@ -33,11 +32,15 @@ class MaskedImageFolder(Dataset):
     the step alone, whatever the number of ranks, workers or restarts.
 
     Mask ``masks/<stem>.png`` belongs to image ``images/<stem>.*``; a missing mask or one whose
-    size differs from its image is an error at construction, naming the file.
+    size differs from its image is an error at construction, naming the file. Every mask is read
+    once at construction (:func:`saicm.masks.io.check_masks`): a file that is not a binary mask,
+    or masks that are all empty, are refused there, naming the files; ``mask_fraction`` is then
+    the mean share of mask pixels (NaN without masks).
 
     Arguments:
         images: folder of training images.
-        masks: folder of 1-bit (or 8-bit, > 127 = on) mask PNGs, or None (all ones).
+        masks: folder of mask PNGs (any binary PNG, see :mod:`saicm.masks.io`), or None (all
+            ones).
         crop: side of the square random crop.
         flip: random horizontal flips.
         seed: seed of the sample sequence.
@@ -45,6 +48,8 @@ class MaskedImageFolder(Dataset):
             and every crop of an image whose mask is empty, are uniform). Sparse masks need it:
             most uniform 128-pixel crops of a photo hold no object, and region learning then
             sees the rate term alone.
+        allow_empty: accept some empty masks (object masks of images without objects); never
+            all of them.
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class MaskedImageFolder(Dataset):
         flip: bool = True,
         seed: int = 0,
         object_crops: float = 0.0,
+        allow_empty: bool = False,
     ) -> None:
         if not 0.0 <= object_crops <= 1.0:
             raise SaicmError(f"object crops {object_crops}: a fraction between 0 and 1")
@@ -66,8 +72,11 @@ class MaskedImageFolder(Dataset):
         self.masks: list[Path] | None = None
         self._cache: dict[int, torch.Tensor] = {}  # decoded image+mask, uint8: decode once
         self._perm: tuple[int, torch.Tensor] | None = None
+        self.mask_fraction = float("nan")
+        self.empty_masks: list[Path] = []
         if masks is not None:
             self.masks = [self._mask_for(f, Path(masks)) for f in self.files]
+            self.mask_fraction, self.empty_masks = check_masks(self.masks, allow_empty)
 
     @staticmethod
     def _mask_for(image: Path, mask_dir: Path) -> Path:
@@ -76,12 +85,12 @@ class MaskedImageFolder(Dataset):
         m = mask_dir / f"{image.stem}.png"
         if not m.is_file():
             raise SaicmError(f"{m}: mask missing for image {image.name}")
-        with Image.open(image) as im, Image.open(m) as mm:
-            if im.size != mm.size:
-                raise SaicmError(
-                    f"{m}: mask is {mm.size[0]}x{mm.size[1]} but image {image.name} is "
-                    f"{im.size[0]}x{im.size[1]}"
-                )
+        isize, msize = image_size(image), image_size(m)  # both as viewed (EXIF orientation)
+        if isize != msize:
+            raise SaicmError(
+                f"{m}: mask is {msize[0]}x{msize[1]} but image {image.name} is "
+                f"{isize[0]}x{isize[1]}"
+            )
         return m
 
     def __len__(self) -> int:
@@ -92,7 +101,7 @@ class MaskedImageFolder(Dataset):
         if i not in self._cache:
             img = torch.from_numpy(load_image(self.files[i])).permute(2, 0, 1)
             if self.masks is not None:
-                m = np.asarray(Image.open(self.masks[i]).convert("L")) > 127
+                m = read_mask(self.masks[i], allow_empty=True)  # refused at construction
                 mask = torch.from_numpy(m).to(torch.uint8)[None] * 255
             else:
                 mask = torch.full((1, *img.shape[1:]), 255, dtype=torch.uint8)

@@ -14,6 +14,7 @@ micro-batches.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shutil
 import time
@@ -31,7 +32,7 @@ from ..errors import SaicmError
 from ..image import list_images
 from ..utils.io import atomic_path
 from ..utils.runs import RunLogs, dist_env
-from .config import TrainConfig
+from .config import RESUME_APPLIED, RESUME_FIXED, TrainConfig
 from .data import MaskedImageFolder, MicroBatches
 from .loss import RateDistortionLoss
 
@@ -62,24 +63,70 @@ def _read_checkpoint(path: Path) -> dict:
     from ..utils.io import read_weights_file
 
     ckpt = read_weights_file(path, "training checkpoint of saicm train", SaicmError)
-    keys = ("model", "opt", "aux_opt", "sched", "step")
+    keys = ("model", "opt", "aux_opt", "step")  # older checkpoints also hold "sched": unused
     if not isinstance(ckpt, dict) or not all(k in ckpt for k in keys):
         raise SaicmError(f"{path}: not a training checkpoint of saicm train")
     if not isinstance(ckpt["step"], int) or isinstance(ckpt["step"], bool) or ckpt["step"] < 0:
         raise SaicmError(f"{path}: not a training checkpoint of saicm train (step)")
-    if not all(isinstance(ckpt[k], dict) for k in keys[:4]):
+    if not all(isinstance(ckpt[k], dict) for k in keys[:3]):
         raise SaicmError(f"{path}: not a training checkpoint of saicm train (state)")
-    sched = dict(ckpt["sched"])
-    if isinstance(sched.get("milestones"), dict):  # saved as a dict, MultiStepLR wants a Counter
-        from collections import Counter
-
-        sched["milestones"] = Counter(sched["milestones"])
-    ckpt["sched"] = sched
     return ckpt
 
 
 def _noise_seed(seed: int, step: int, micro: int) -> int:
     return (seed * 1_000_003 + step) * 1_009 + micro
+
+
+def _segment(cfg: TrainConfig, start: int) -> dict:
+    """One segment of ``history``: the steps run from ``start`` with these settings."""
+    return {
+        "from_step": start,
+        "to_step": start,
+        **{k: getattr(cfg, k) for k in RESUME_APPLIED if k not in ("card", "workers", "name")},
+        "milestone_steps": cfg.milestone_steps(),
+    }
+
+
+def _resume_settings(cfg: TrainConfig, ckpt: dict, step: int) -> list[dict]:
+    """Check ``cfg`` against the run in ``ckpt``; return the history to continue.
+
+    Raises:
+        SaicmError: a setting of :data:`RESUME_FIXED` differs (names it and both values), or
+            ``steps`` is below the steps already run.
+    """
+    before = ckpt.get("config") or {}
+    for k in RESUME_FIXED:
+        if k in before and before[k] != getattr(cfg, k):
+            raise SaicmError(
+                f"--resume: {k} was {before[k]!r} in this run, now {getattr(cfg, k)!r}; a "
+                f"resumed run cannot change {k} (start a new run, e.g. with --init)"
+            )
+    if cfg.steps < step:
+        raise SaicmError(f"--resume: --steps {cfg.steps} is below the {step} steps already run")
+    history = [dict(h) for h in ckpt.get("history") or []]
+    if not history:  # a checkpoint of an older saicm: one segment, its own settings
+        old = TrainConfig().override({k: v for k, v in before.items() if k != "history"})
+        history = [{**_segment(old, 0), "to_step": step}]
+    history = [h for h in history if h["from_step"] < step]  # work after the checkpoint: redone
+    history[-1]["to_step"] = step
+    return history
+
+
+def _nan_hint(cfg: TrainConfig, totals: dict[str, float], x: torch.Tensor, lr: float) -> str:
+    """Why the loss may have become non-finite, from the inputs first, then the optimiser."""
+    if not (math.isfinite(cfg.lmbda) and cfg.lmbda > 0):
+        return f"--lmbda is {cfg.lmbda}: it must be a finite number above 0"
+    for k in ("lr", "aux_lr", "gamma", "clip"):
+        v = getattr(cfg, k)
+        if not math.isfinite(v) or v < 0:
+            return f"--{k.replace('_', '-')} is {v}: it must be a finite number, 0 or more"
+    if not bool(torch.isfinite(x).all()):
+        return "the input batch holds non-finite values: check the training images"
+    bad = " and ".join(k for k in ("bpp", "mse") if not math.isfinite(totals[k])) or "loss"
+    hint = f"lower --lr (now {lr:g})"
+    if cfg.amp != "off":
+        hint += f" or use --amp off (now {cfg.amp})"
+    return f"settings and data are finite, the training diverged ({bad} not finite): {hint}"
 
 
 @torch.no_grad()
@@ -164,11 +211,23 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         cfg.crop,
         seed=cfg.seed,
         object_crops=cfg.object_crops,
+        allow_empty=cfg.loss == "region",  # images without objects; edge masks are never empty
     )
     if cfg.val_images:
         list_images(cfg.val_images)  # fail now, not at the first validation
         if cfg.val_masks:
-            MaskedImageFolder(cfg.val_images, cfg.val_masks, 64)
+            MaskedImageFolder(cfg.val_images, cfg.val_masks, 64, allow_empty=True)
+    mask_facts = {}
+    if data.masks is not None:
+        mask_facts = {"mask_fraction": round(data.mask_fraction, 6)}
+        if data.empty_masks:
+            mask_facts["empty_masks"] = len(data.empty_masks)
+        if rank == 0:
+            print(
+                f"masks: mean mask fraction {data.mask_fraction:.4f} over {len(data.masks)} "
+                f"masks ({len(data.empty_masks)} empty) in {cfg.masks}",
+                flush=True,
+            )
 
     cuda = torch.cuda.is_available()
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
@@ -180,29 +239,43 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
     net = create_model(cfg.arch, **cfg.arch_config)
     if cfg.init and not resume:  # a bad --init fails before the run folder is made
         _load_init(net, cfg)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "config.yaml")
     net = net.to(device)
     net.train()
     aux_params = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
     main_params = [p for n, p in net.named_parameters() if not n.endswith(".quantiles")]
     opt = torch.optim.Adam(main_params, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
-    sched = torch.optim.lr_scheduler.MultiStepLR(
-        opt, [round(f * cfg.steps) for f in cfg.milestones], gamma=cfg.gamma
-    )
     step = 0
+    history = [_segment(cfg, 0)]
     if ckpt is not None:
+        history = _resume_settings(cfg, ckpt, ckpt["step"])
         try:
             net.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["opt"])
+            opt.load_state_dict(ckpt["opt"])  # Adam's moments; the LRs are set below, each step
             aux_opt.load_state_dict(ckpt["aux_opt"])
-            sched.load_state_dict(ckpt["sched"])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise SaicmError(f"{ckpt_path}: does not fit this run's model ({first})") from None
         step = ckpt["step"]
+        if step < cfg.steps:
+            history.append(_segment(cfg, step))
+        changed = [
+            f"{k} {ckpt['config'][k]!r} -> {getattr(cfg, k)!r}"
+            for k in RESUME_APPLIED
+            if k in (ckpt.get("config") or {}) and ckpt["config"][k] != getattr(cfg, k)
+        ]
+        if changed and rank == 0:
+            print(
+                f"resuming at step {step} with {', '.join(changed)}; from here the LR "
+                f"follows lr {cfg.lr:g}, milestones at steps {cfg.milestone_steps()}",
+                flush=True,
+            )
+    for g in aux_opt.param_groups:
+        g["lr"] = cfg.aux_lr
+    cfg = dataclasses.replace(cfg, history=history)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.yaml")
     model = net
     if world > 1:
         # The quantiles are trained by the auxiliary loss and averaged by hand below.
@@ -226,12 +299,13 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
             "model": net.state_dict(),
             "opt": opt.state_dict(),
             "aux_opt": aux_opt.state_dict(),
-            "sched": _plain(sched.state_dict()),  # a Counter of milestones -> a dict
             "step": step,
             "config": _plain(asdict(cfg)),
+            "history": _plain(cfg.history),
         }
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
+        cfg.save(out / "config.yaml")  # its history: the steps that this checkpoint holds
 
     loader = DataLoader(
         data,
@@ -251,6 +325,9 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
     window: dict[str, float] = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}  # sums since the last row
     window_steps = 0
     while step < cfg.steps:
+        lr = cfg.lr_at(step)
+        for g in opt.param_groups:
+            g["lr"] = lr
         opt.zero_grad(set_to_none=True)
         aux_opt.zero_grad(set_to_none=True)
         totals = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
@@ -272,7 +349,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
                 totals[k] += float(res[k].detach()) / cfg.accumulate
         if not math.isfinite(totals["loss"]):
             raise SaicmError(
-                f"loss became {totals['loss']} at step {step + 1}: lower --lr or use --amp off"
+                f"loss became {totals['loss']} at step {step + 1}: "
+                + _nan_hint(cfg, totals, x, lr)
             )
         scaler.unscale_(opt)
         if cfg.clip > 0:
@@ -287,8 +365,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
                     dist.all_reduce(p.grad)
                     p.grad /= world
         aux_opt.step()
-        sched.step()
         step += 1
+        cfg.history[-1]["to_step"] = step
         seen += cfg.batch_size
         window_steps += 1
         for k in window:
@@ -306,7 +384,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
                 {
                     **means,
                     "aux": float(aux.detach()),
-                    "lr": sched.get_last_lr()[0],
+                    "lr": lr,  # of the last step
                     "images_per_s": seen / dt if dt > 0 else 0.0,
                 },
             )
@@ -332,6 +410,9 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         "masks": cfg.masks,
         "init": cfg.init,
         **cfg.card,
+        # what was measured and run, after the user's facts so that none can stand in for them
+        **mask_facts,
+        "history": cfg.history,
     }
     arch_config = {**get_architecture(cfg.arch).config, **cfg.arch_config}
     return export_model(

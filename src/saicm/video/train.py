@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
-from PIL import Image
 
 from ..errors import SaicmError
 from ..image import list_images
@@ -163,6 +162,7 @@ def _prepare_frames(
     if cfg.loss != "sa-nerv":
         return clip, None
     from ..masks.build import build_masks
+    from ..masks.io import read_mask
     from ..masks.sources import create_source
 
     mask_dir = out / "masks"
@@ -176,11 +176,13 @@ def _prepare_frames(
         m = mask_dir / f"{f.stem}.png"
         if not m.exists():
             raise SaicmError(f"{m}: mask missing")
-        with Image.open(m) as im:
-            if im.size != (clip.frames.shape[2], clip.frames.shape[1]):
-                w, h = im.size
-                raise SaicmError(f"{m}: mask is {w}x{h}, its frame {f.name} is not")
-            masks.append(np.asarray(im.convert("L")) > 127)
+        mask = read_mask(m, allow_empty=True)  # a flat frame has no edges
+        if mask.shape != clip.frames.shape[1:3]:
+            h, w = mask.shape
+            raise SaicmError(f"{m}: mask is {w}x{h}, its frame {f.name} is not")
+        masks.append(mask)
+    if not any(m.any() for m in masks):
+        raise SaicmError(f"{mask_dir}: every edge mask is empty (all off)")
     return clip, np.stack(masks)
 
 
