@@ -45,7 +45,9 @@ def clip_dir(tmp_path_factory):
 
 
 def _cfg(clip_dir, **kw) -> VideoTrainConfig:
-    return VideoTrainConfig(video=str(clip_dir), **{"epochs": 30, "checkpoint_every": 5, **kw})
+    return VideoTrainConfig(
+        video=str(clip_dir), **{"epochs": 30, "checkpoint_every": 5, "size": "saicm-S", **kw}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def trained(clip_dir, tmp_path_factory):
 def test_strides_follow_the_frame_size():
     assert choose_strides(720, 1280) == (5, 2, 2, 2, 2)  # NeRV's 720p design: a 9x16 map
     assert choose_strides(240, 416) == (2, 2, 2, 2)
-    with pytest.raises(SaicmError, match="--size"):
+    with pytest.raises(SaicmError, match="--frame-size WxH"):
         choose_strides(241, 417)
 
 
@@ -159,6 +161,8 @@ def test_torchrun_two_processes_agree_with_one(clip_dir, tmp_path, torchrun):
         "2",
         "--checkpoint-every",
         "1",
+        "--size",
+        "saicm-S",
     )
     a = load_nerv(tmp_path / "one")[0].state_dict()
     b = load_nerv(tmp_path / "two")[0].state_dict()

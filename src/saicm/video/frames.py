@@ -96,7 +96,7 @@ def read_clip(
         raise SaicmError(f"{path}: no frames")
     shapes = {f.shape for f in frames}
     if len(shapes) > 1:
-        raise SaicmError(f"{path}: frames differ in size ({sorted(shapes)[:2]}); give --size WxH")
+        raise SaicmError(f"{path}: frames differ in size ({sorted(shapes)[:2]}); give --frame-size WxH")
     return Clip(np.stack(frames), fps)
 
 
