@@ -234,21 +234,15 @@ def test_bad_inputs_fail_cleanly(clip_dir, trained, tmp_path, capsys):
     with pytest.raises(SaicmError, match="no such video"):
         read_clip(tmp_path / "missing.mp4")
     # a sa-nerv run's mask cache: a lost mask is made again, a wrong one is named
-    cfg = _cfg(clip_dir, loss="sa-nerv", mask_source="felzenszwalb", epochs=1)
-    train_video(cfg, tmp_path / "r", progress=False)
+    cfg = _cfg(clip_dir, loss="sa-nerv", mask_source="felzenszwalb", epochs=3)
+    assert train_video(cfg, tmp_path / "r", progress=False, stop_after=1) is None
     masks = tmp_path / "r" / "masks"
     (masks / "frame_00003.png").unlink()
-    more = VideoTrainConfig(**{**cfg.__dict__, "epochs": 2})
-    train_video(more, tmp_path / "r", resume=True, progress=False)
+    assert train_video(cfg, tmp_path / "r", resume=True, progress=False, stop_after=2) is None
     assert (masks / "frame_00003.png").exists()
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(masks / "frame_00005.png")
     with pytest.raises(SaicmError, match=r"frame_00005\.png: mask is 10x10"):
-        train_video(
-            VideoTrainConfig(**{**cfg.__dict__, "epochs": 3}),
-            tmp_path / "r",
-            resume=True,
-            progress=False,
-        )
+        train_video(cfg, tmp_path / "r", resume=True, progress=False)
     with pytest.raises(SaicmError, match="frames"):
         write_clip(np.zeros((0, 4, 4, 3), np.uint8), tmp_path / "x.mp4")
 
