@@ -128,7 +128,7 @@ def _fix(weights: bytes) -> bytes:
 
 def test_crafted_headers_are_refused_before_allocating(snv):
     for name, data in _hostile_files(snv).items():
-        with pytest.raises(BitstreamError, match=".snv"):
+        with pytest.raises(BitstreamError, match=r"\.snv"):
             read_snv(data)
         assert name  # every crafted file: one clear error
 

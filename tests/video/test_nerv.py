@@ -99,7 +99,7 @@ def test_warm_up_starts_at_a_tenth_of_the_learning_rate():
 )
 def test_every_config_field_is_bounded_before_anything_is_built(field, value):
     config = dataclasses.replace(nerv_config(720, 1280, "S"), **{field: value})
-    with pytest.raises(SaicmError, match="NeRV|strides"):
+    with pytest.raises(SaicmError, match=r"NeRV|strides"):
         config.validate()
     with pytest.raises(SaicmError):
         NeRV(config)
@@ -110,7 +110,7 @@ def test_the_whole_network_and_one_frame_are_bounded():
     with pytest.raises(SaicmError, match="parameters"):
         big.validate()
     wide = NeRVConfig(2160, 3840, (5, 3, 2, 2, 2, 2), channels=1024, min_channels=1024)
-    with pytest.raises(SaicmError, match="parameters|float values per frame"):
+    with pytest.raises(SaicmError, match=r"parameters|float values per frame"):
         wide.validate()
     for size in SIZES:  # every preset fits at 1080p
         nerv_config(1080, 1920, size)
