@@ -133,6 +133,20 @@ def test_crafted_headers_are_refused_before_allocating(snv):
         assert name  # every crafted file: one clear error
 
 
+def test_files_of_the_earlier_presets_still_decode():
+    """Files written before the official presets lack activation, head and PE layout: they are
+    saicm-S networks (GELU, 3x3 head, sines first) and decode as such."""
+    torch.manual_seed(1)
+    net = NeRV(nerv_config(64, 96, "saicm-S"))
+    header, weights = _parts(encode_nerv(net, 4))
+    for key in ("activation", "head_kernel", "pe_layout"):
+        del header["config"][key]
+    stream = read_snv(_craft(header, weights))
+    assert stream.net.config == net.config
+    fresh = read_snv(encode_nerv(net, 4)).net
+    assert np.array_equal(decode_frames(stream.net, 4), decode_frames(fresh, 4))
+
+
 def test_limits_are_what_the_docs_say():
     assert MAX_FRAMES == 100_000 and MAX_HEADER == 65_536
 

@@ -34,6 +34,7 @@ import torch
 from ..errors import BitstreamError, SaicmError
 from ..utils.io import atomic_write_bytes
 from ..utils.weight_coding import decode_state, encode_state
+from .frames import MAX_FRAMES
 from .nerv import MAX_ACTIVATION, NeRV, NeRVConfig, activation_elements, frame_times
 
 __all__ = [
@@ -49,8 +50,8 @@ __all__ = [
 
 MAGIC = b"SANV"
 VERSION = 1
-#: Header limits: frames of a clip (an hour at 25 fps is 90,000), frame rate, JSON bytes.
-MAX_FRAMES = 100_000
+#: Header limits: frames of a clip (MAX_FRAMES, 100,000: an hour at 25 fps is 90,000), frame
+#: rate, JSON bytes.
 MAX_FPS = 1000.0
 MAX_HEADER = 65_536
 #: Float values one decoded batch may hold at the widest step (2^28 = 1 GiB of float32).

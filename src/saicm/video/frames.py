@@ -22,6 +22,9 @@ from ..image import IMAGE_SUFFIXES, load_image, save_image
 from ..utils.io import atomic_path
 from .nerv import MAX_PIXELS, MAX_SIDE
 
+#: Frames a clip may have (the ``.snv`` limit, saicm.video.bitstream.MAX_FRAMES).
+MAX_FRAMES = 100_000
+
 __all__ = ["Clip", "parse_size", "read_clip", "write_clip"]
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".m4v", ".mpg", ".mpeg")
@@ -116,6 +119,8 @@ def read_clip(
             if not files:
                 raise SaicmError(f"{path}: no frames (no images in the folder)")
             files = files[::step][:max_frames]
+            if len(files) > MAX_FRAMES:
+                raise SaicmError(f"{path}: more than {MAX_FRAMES} frames: give --max-frames")
         frames = [_fit(load_image(f), size) for f in files]
         fps = 0.0
     elif path.is_file():
@@ -155,6 +160,9 @@ def _read_video(
             if max_frames is not None and len(frames) >= max_frames:
                 gen.close()
                 break
+            if len(frames) > MAX_FRAMES:
+                gen.close()
+                raise SaicmError(f"{path}: more than {MAX_FRAMES} frames: give --max-frames")
     except (OSError, RuntimeError, StopIteration, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SaicmError(f"{path}: not a readable video ({first[:200]})") from None
