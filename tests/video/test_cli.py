@@ -96,7 +96,7 @@ def test_outputs_that_resolve_to_an_input_are_refused(snv, frames, tmp_path, cap
     assert snv.read_bytes() == before
     argv = ["video", "eval", "--video", str(frames), "--no-detect", "-o", str(frames)]
     assert main(argv) == 1
-    argv = ["video", "eval", "--video", str(frames), "--snv", str(snv), "-o", str(snv.parent)]
+    argv = ["video", "eval", "--video", str(frames), "--snv", str(snv), "-o", str(snv)]
     assert main(argv) == 1
     assert main(["video", "train", str(frames), "-o", str(frames), "--frame-size", "96x64"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -143,3 +143,5 @@ def test_decode_writes_a_whole_video_and_frames(snv, tmp_path):
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [
         f"frame_{i:05d}.png" for i in range(6)
     ]
+    # another decode into the same folder would mix two clips' frames: refused
+    assert main(["video", "decode", str(snv), "-o", str(tmp_path / "f")]) == 1

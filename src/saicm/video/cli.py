@@ -62,12 +62,13 @@ TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the run's saved
 }  # fmt: skip
 
 
-def _refuse_inputs(out: str | Path, *inputs: str | Path) -> None:
-    """An output that is, holds, or (for a folder output) lies inside an input is refused."""
+def _refuse_inputs(out: str | Path, *inputs: str | Path, names: tuple[str, ...] = ()) -> None:
+    """Refuse an output that resolves to an input, or a folder output whose files (``names``)
+    would replace an input."""
     dst = Path(out).resolve()
+    targets = {dst, *(dst / n for n in names)}
     for given in inputs:
-        src = Path(given).resolve()
-        if src == dst or src.is_relative_to(dst):
+        if Path(given).resolve() in targets:
             raise SaicmError(f"{out}: the output would overwrite the input {given}")
 
 
@@ -156,7 +157,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"--anchor {spec!r}: expected {name}:QP1,QP2 with QPs 0-{top} ({exc})"
             ) from None
     inputs = [args.video, *streams.values(), *([args.annotations] if args.annotations else [])]
-    _refuse_inputs(args.output, *inputs)
+    _refuse_inputs(args.output, *inputs, names=("results.json", "results.md", "map.png"))
     clip = read_clip(args.video, parse_size(args.frame_size), args.max_frames, args.frame_step)
     annotations = None
     if args.annotations:

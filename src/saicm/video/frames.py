@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -28,6 +29,7 @@ MAX_FRAMES = 100_000
 __all__ = ["Clip", "parse_size", "read_clip", "write_clip"]
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".m4v", ".mpg", ".mpeg")
+_FRAME = re.compile(r"frame_\d{5}\.png")
 #: Containers ``write_clip`` writes H.264 into.
 _WRITE_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
 
@@ -194,6 +196,9 @@ def write_clip(
         return _write_video(chunks, out, fps)
     if out.exists() and not out.is_dir():
         raise SaicmError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(_FRAME.fullmatch(f.name) for f in out.iterdir()):
+        raise SaicmError(f"{out}: already holds frames (another clip's would mix in): give an "
+                         "empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out))
     try:
