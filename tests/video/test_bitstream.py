@@ -97,9 +97,12 @@ def _hostile_files(snv: bytes) -> dict[str, bytes]:
         "bits 99": {**header, "bits": 99},
         "extra field": {**header, "x": 1},
         "not a dict": [1, 2],
+        "nested 30,000 deep": b"[" * 30_000 + b"]" * 30_000,
         "activation by name": {**header, "config": {**cfg, "activation": "os.system"}},
     }
     out = {k: _craft(v, weights) for k, v in files.items()}
+    padded = json.dumps({**header, "pad": "x" * 70_000}).encode()
+    out["header past 64 KiB"] = _craft(padded, weights)
     raw = json.dumps(header).encode()
     out["header length 2^32-1"] = _craft(raw, weights, hlen=2**32 - 1)
     out["header length past the end"] = _craft(raw, weights, hlen=len(raw) + len(weights) + 1)
@@ -145,6 +148,16 @@ def test_files_of_the_earlier_presets_still_decode():
     assert stream.net.config == net.config
     fresh = read_snv(encode_nerv(net, 4)).net
     assert np.array_equal(decode_frames(stream.net, 4), decode_frames(fresh, 4))
+
+
+def test_a_file_larger_than_any_snv_is_not_read(tmp_path):
+    from saicm.video.bitstream import MAX_FILE
+
+    big = tmp_path / "big.snv"
+    with open(big, "wb") as f:
+        f.truncate(MAX_FILE + 1)  # sparse: no disk used
+    with pytest.raises(BitstreamError, match=r"more than a \.snv file can hold"):
+        read_snv(big)
 
 
 def test_limits_are_what_the_docs_say():

@@ -35,7 +35,14 @@ from ..errors import BitstreamError, SaicmError
 from ..utils.io import atomic_write_bytes
 from ..utils.weight_coding import decode_state, encode_state
 from .frames import MAX_FRAMES
-from .nerv import MAX_ACTIVATION, NeRV, NeRVConfig, activation_elements, frame_times
+from .nerv import (
+    MAX_ACTIVATION,
+    MAX_PARAMETERS,
+    NeRV,
+    NeRVConfig,
+    activation_elements,
+    frame_times,
+)
 
 __all__ = [
     "MAX_FPS",
@@ -54,6 +61,8 @@ VERSION = 1
 #: rate, JSON bytes.
 MAX_FPS = 1000.0
 MAX_HEADER = 65_536
+#: The largest file a valid header can describe: every weight stored raw as float32.
+MAX_FILE = 4 * MAX_PARAMETERS + MAX_HEADER + 2**20
 #: Float values one decoded batch may hold at the widest step (2^28 = 1 GiB of float32).
 BATCH_ACTIVATION = 2**28
 
@@ -168,6 +177,11 @@ def read_snv(data: bytes | str | os.PathLike) -> VideoStream:
     if not isinstance(data, bytes | bytearray):
         path = Path(data)
         try:
+            if path.is_file() and path.stat().st_size > MAX_FILE:
+                raise BitstreamError(
+                    f"{path}: {path.stat().st_size} bytes, more than a .snv file can hold "
+                    f"({MAX_FILE})"
+                )
             data = path.read_bytes()
         except FileNotFoundError:
             raise BitstreamError(f"{path}: no such file") from None
@@ -200,7 +214,9 @@ def read_snv(data: bytes | str | os.PathLike) -> VideoStream:
             raise SaicmError("weights do not fit the network")
         net = NeRV(config)
         net.load_state_dict(state)
-    except (ValueError, KeyError, TypeError, RuntimeError, OverflowError, SaicmError) as exc:
+    except (
+        ValueError, KeyError, TypeError, RuntimeError, OverflowError, RecursionError, SaicmError
+    ) as exc:  # fmt: skip
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise BitstreamError(f".snv file is damaged ({first})") from None
     return VideoStream(net.eval(), frames, float(fps), bits, len(data))
