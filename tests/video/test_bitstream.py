@@ -119,6 +119,10 @@ def _hostile_files(snv: bytes) -> dict[str, bytes]:
     scale_end = at + 8 + 1 + 4 * dims[0]
     zero_cdf = weights[: scale_end + 4] + struct.pack("<I", 0) + weights[scale_end + 8 :]
     out["zero-length CDF"] = _craft(header, _fix(zero_cdf))
+    bias = b"head.bias"  # stored raw: 3 float32 values after name, kind, dtype, ndim, dim
+    at = weights.index(bias) + len(bias) + 3 + 4
+    nan = weights[:at] + struct.pack("<f", float("nan")) + weights[at + 4 :]
+    out["NaN weight"] = _craft(header, _fix(nan))
     huge_cdf = weights[: scale_end + 4] + struct.pack("<I", 2**31) + weights[scale_end + 8 :]
     out["CDF of 2^31 entries"] = _craft(header, _fix(huge_cdf))
     return out

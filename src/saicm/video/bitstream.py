@@ -212,6 +212,8 @@ def read_snv(data: bytes | str | os.PathLike) -> VideoStream:
         state = decode_state(stream)
         if {k: tuple(v.shape) for k, v in state.items()} != shapes:
             raise SaicmError("weights do not fit the network")
+        if not all(bool(torch.isfinite(v).all()) for v in state.values()):
+            raise SaicmError("weights hold NaN or infinite values")
         net = NeRV(config)
         net.load_state_dict(state)
     except (
