@@ -118,7 +118,8 @@ def evaluate_video(
         if (stream.frames, c.height, c.width) != (t, h, w):
             raise SaicmError(
                 f"{path}: codes {stream.frames} frames of {c.width}x{c.height}, "
-                f"the clip has {t} of {w}x{h} (same --size / --max-frames as in training?)"
+                f"the clip has {t} of {w}x{h} (same --frame-size, --max-frames and --frame-step "
+                "as in training?)"
             )
         start = time.perf_counter()
         frames = decode_frames(stream.net, stream.frames)
