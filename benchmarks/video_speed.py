@@ -1,6 +1,9 @@
-"""Decode speed of NeRV sizes S, M and L (frames per second) beside HEVC in the same run.
+"""Decode speed of the NeRV presets (frames per second) beside HEVC in the same run.
 
-    .venv/bin/python benchmarks/video_speed.py [--size 416x240] [--frames 64] [--batch 8]
+    .venv/bin/python benchmarks/video_speed.py [--size 416x240] [--frames 64] [--batch 8] \
+        [--presets S,M,L,saicm-S,saicm-M,saicm-L]
+
+S, M, L are the official NeRV-S/M/L; saicm-S/M/L saicm's earlier presets (saicm.video.nerv).
 
 A ``.snv`` file is decoded the way ``saicm video decode`` does it: parse, dequantise, then run
 the network on every frame index in batches. Weights are random (speed does not depend on
@@ -24,6 +27,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--presets", default="S,M,L,saicm-S,saicm-M,saicm-L")
     args = ap.parse_args()
 
     import numpy as np
@@ -49,7 +53,7 @@ def main() -> None:
     print("| decoder | parameters | .snv bytes (8-bit) | parse s | frames/s | ratio to HEVC |")
     print("|---|---|---|---|---|---|")
     print(f"| ffmpeg HEVC (QP 32) | - | - | - | {hevc_fps:.1f} | 1.00 |")
-    for size in ("S", "M", "L"):
+    for size in args.presets.split(","):
         torch.manual_seed(0)
         net = NeRV(nerv_config(h, w, size))
         data = encode_nerv(net, args.frames)
@@ -63,7 +67,7 @@ def main() -> None:
         fps = args.frames / statistics.median(times[1:])  # parsing included
         params = sum(p.numel() for p in net.parameters())
         print(
-            f"| NeRV-{size} | {params / 1e6:.2f} M | {len(data):,} | "
+            f"| {size} | {params / 1e6:.2f} M | {len(data):,} | "
             f"{statistics.median(parse[1:]):.2f} | {fps:.1f} | {fps / hevc_fps:.3f} |"
         )
 

@@ -45,7 +45,9 @@ def clip_dir(tmp_path_factory):
 
 
 def _cfg(clip_dir, **kw) -> VideoTrainConfig:
-    return VideoTrainConfig(video=str(clip_dir), **{"epochs": 30, "checkpoint_every": 5, **kw})
+    return VideoTrainConfig(
+        video=str(clip_dir), **{"epochs": 30, "checkpoint_every": 5, "size": "saicm-S", **kw}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def trained(clip_dir, tmp_path_factory):
 def test_strides_follow_the_frame_size():
     assert choose_strides(720, 1280) == (5, 2, 2, 2, 2)  # NeRV's 720p design: a 9x16 map
     assert choose_strides(240, 416) == (2, 2, 2, 2)
-    with pytest.raises(SaicmError, match="--size"):
+    with pytest.raises(SaicmError, match="--frame-size WxH"):
         choose_strides(241, 417)
 
 
@@ -159,6 +161,8 @@ def test_torchrun_two_processes_agree_with_one(clip_dir, tmp_path, torchrun):
         "2",
         "--checkpoint-every",
         "1",
+        "--size",
+        "saicm-S",
     )
     a = load_nerv(tmp_path / "one")[0].state_dict()
     b = load_nerv(tmp_path / "two")[0].state_dict()
@@ -230,21 +234,15 @@ def test_bad_inputs_fail_cleanly(clip_dir, trained, tmp_path, capsys):
     with pytest.raises(SaicmError, match="no such video"):
         read_clip(tmp_path / "missing.mp4")
     # a sa-nerv run's mask cache: a lost mask is made again, a wrong one is named
-    cfg = _cfg(clip_dir, loss="sa-nerv", mask_source="felzenszwalb", epochs=1)
-    train_video(cfg, tmp_path / "r", progress=False)
+    cfg = _cfg(clip_dir, loss="sa-nerv", mask_source="felzenszwalb", epochs=3)
+    assert train_video(cfg, tmp_path / "r", progress=False, stop_after=1) is None
     masks = tmp_path / "r" / "masks"
     (masks / "frame_00003.png").unlink()
-    more = VideoTrainConfig(**{**cfg.__dict__, "epochs": 2})
-    train_video(more, tmp_path / "r", resume=True, progress=False)
+    assert train_video(cfg, tmp_path / "r", resume=True, progress=False, stop_after=2) is None
     assert (masks / "frame_00003.png").exists()
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(masks / "frame_00005.png")
     with pytest.raises(SaicmError, match=r"frame_00005\.png: mask is 10x10"):
-        train_video(
-            VideoTrainConfig(**{**cfg.__dict__, "epochs": 3}),
-            tmp_path / "r",
-            resume=True,
-            progress=False,
-        )
+        train_video(cfg, tmp_path / "r", resume=True, progress=False)
     with pytest.raises(SaicmError, match="frames"):
         write_clip(np.zeros((0, 4, 4, 3), np.uint8), tmp_path / "x.mp4")
 

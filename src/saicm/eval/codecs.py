@@ -209,8 +209,9 @@ class FfmpegCodec(Codec):
             t = time.perf_counter()
             r = subprocess.run(enc, capture_output=True, text=True)
             t_enc = time.perf_counter() - t
-            if r.returncode or not bits.exists():
-                raise SaicmError(f"{self.name} encoder failed: {r.stderr.strip()[-300:]}")
+            if r.returncode or not bits.exists() or bits.stat().st_size == 0:
+                why = r.stderr.strip()[-300:] or "no bitstream written"
+                raise SaicmError(f"{self.name} encoder failed (exit {r.returncode}): {why}")
             t = time.perf_counter()
             r = subprocess.run(
                 [
@@ -230,10 +231,17 @@ class FfmpegCodec(Codec):
                 text=True,
             )
             t_dec = time.perf_counter() - t
-            if r.returncode or not outp.exists():
-                raise SaicmError(f"{self.name} decoder failed: {r.stderr.strip()[-300:]}")
+            if r.returncode or not outp.exists() or outp.stat().st_size == 0:
+                why = r.stderr.strip()[-300:] or "no picture written"
+                raise SaicmError(f"{self.name} decoder failed (exit {r.returncode}): {why}")
             with Image.open(outp) as img:
-                decoded = np.array(img.convert("RGB"))[:h, :w]
+                decoded = np.array(img.convert("RGB"))
+            if decoded.shape[:2] != src.shape[:2]:
+                raise SaicmError(
+                    f"{self.name} decoder gave {decoded.shape[1]}x{decoded.shape[0]} for "
+                    f"{src.shape[1]}x{src.shape[0]}"
+                )
+            decoded = decoded[:h, :w]
             return Coded(decoded, bits.stat().st_size, t_enc, t_dec)
 
 

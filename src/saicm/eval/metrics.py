@@ -329,51 +329,8 @@ def face_privacy(
 def panoptic_quality(
     gt: list[list[dict[str, Any]]], pred: list[list[dict[str, Any]]]
 ) -> dict[str, float]:
-    """Panoptic quality (Kirillov et al., CVPR 2019) over images, as panopticapi computes it.
+    """Panoptic quality (Kirillov et al., CVPR 2019) over images, with panopticapi's rules
+    (void pixels included): :func:`saicm.tasks.panoptic.panoptic_quality`, which says more."""
+    from ..tasks.panoptic import panoptic_quality as pq
 
-    Each image is a list of segments ``{"category_id", "segmentation": RLE}``. A predicted and a
-    ground-truth segment of one category match when their IoU exceeds 0.5 (so matches are
-    unique). Per category ``PQ = sum(IoU of matches) / (TP + FP/2 + FN/2)``; the result averages
-    the categories that occur. ``sq`` and ``rq`` are the segmentation and recognition parts.
-    """
-    from pycocotools import mask as mask_utils
-
-    stats: dict[int, list[float]] = {}  # category -> [iou sum, tp, fp, fn]
-    for g_segs, p_segs in zip(gt, pred, strict=True):
-        matched_g: set[int] = set()
-        matched_p: set[int] = set()
-        if g_segs and p_segs:
-            ious = mask_utils.iou(
-                [p["segmentation"] for p in p_segs],
-                [g["segmentation"] for g in g_segs],
-                [0] * len(g_segs),
-            )
-            for i, p in enumerate(p_segs):
-                for j, g in enumerate(g_segs):
-                    if p["category_id"] == g["category_id"] and ious[i, j] > 0.5:
-                        st = stats.setdefault(g["category_id"], [0.0, 0, 0, 0])
-                        st[0] += float(ious[i, j])
-                        st[1] += 1
-                        matched_p.add(i)
-                        matched_g.add(j)
-        for i, p in enumerate(p_segs):
-            if i not in matched_p:
-                stats.setdefault(p["category_id"], [0.0, 0, 0, 0])[2] += 1
-        for j, g in enumerate(g_segs):
-            if j not in matched_g:
-                stats.setdefault(g["category_id"], [0.0, 0, 0, 0])[3] += 1
-    if not stats:
-        return {"pq": math.nan, "sq": math.nan, "rq": math.nan, "segments": 0}
-    pq, sq, rq = [], [], []
-    for iou, tp, fp, fn in stats.values():
-        denom = tp + 0.5 * fp + 0.5 * fn
-        pq.append(iou / denom)
-        sq.append(iou / tp if tp else 0.0)
-        rq.append(tp / denom)
-    segments = sum(len(g) for g in gt)
-    return {
-        "pq": float(np.mean(pq)),
-        "sq": float(np.mean(sq)),
-        "rq": float(np.mean(rq)),
-        "segments": segments,
-    }
+    return pq(gt, pred)

@@ -1,4 +1,9 @@
-"""``saicm video train | encode | decode | eval``."""
+"""``saicm video train | encode | decode | eval``.
+
+Every numeric option is type- and range-checked by argparse (``saicm.utils.options``) before any
+work; values read back from a run's ``config.yaml`` are checked again by
+:meth:`VideoTrainConfig.validate`. No output may resolve to one of the command's inputs.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,64 @@ import time
 from pathlib import Path
 
 from ..errors import SaicmError
+from ..utils.options import choice, finite_float, int_range, positive_int
 
 __all__ = ["add_video_parser"]
 
+_EPOCHS = int_range(1, 100_000)
+
+
+def _frame_size(text: str) -> str:
+    from .frames import parse_size
+
+    try:
+        parse_size(text)
+    except SaicmError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _size(text: str) -> str:
+    from .nerv import SIZES
+
+    return choice(*SIZES)(text)
+
+
+def _max_frames(text: str) -> int:
+    from .bitstream import MAX_FRAMES
+
+    return int_range(1, MAX_FRAMES)(text)
+
+
 TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the run's saved config
-    "frame_size": (str, "scale and centre-crop frames to WxH (e.g. 416x240)"),
-    "max_frames": (int, "learn at most this many frames"),
-    "frame_step": (int, "learn every n-th frame (default 1)"),
-    "size": (str, "NeRV size S, M or L (default S)"),
-    "loss": (str, "nerv, or sa-nerv (adds the edge-masked term; default nerv)"),
-    "beta": (float, "L1 weight inside the edge term, SSIM gets 1-beta (default 0.5)"),
+    "frame_size": (_frame_size, "scale and centre-crop frames to WxH (e.g. 416x240; at most "
+                   "4096 a side and 3840x2160 pixels)"),
+    "max_frames": (_max_frames, "learn at most this many frames (1-100000)"),
+    "frame_step": (int_range(1, 10_000), "learn every n-th frame (default 1)"),
+    "size": (_size, "NeRV preset: S, M, L (official NeRV-S/M/L, default S) or saicm-S/M/L"),
+    "loss": (choice("nerv", "sa-nerv"), "nerv, or sa-nerv (adds the edge-masked term)"),
+    "beta": (finite_float(0, 1), "L1 weight inside the edge term, SSIM gets 1-beta (0.5)"),
     "mask_source": (str, "saicm masks source of the edge masks (default hed)"),
-    "epochs": (int, "training epochs (default 300)"),
-    "batch_size": (int, "frames per step (default 1)"),
-    "lr": (float, "learning rate (default 5e-4)"),
-    "prune": (float, "fraction of weights pruned after training (default 0)"),
-    "prune_epochs": (int, "fine-tuning epochs after pruning (default 0)"),
-    "checkpoint_every": (int, "epochs between checkpoints (default 10)"),
-    "seed": (int, "seed (default 0)"),
-}
+    "epochs": (_EPOCHS, "training epochs (default 300)"),
+    "batch_size": (int_range(1, 4096), "frames per step (default 1)"),
+    "lr": (finite_float(0, 1, lo_open=True), "learning rate in (0, 1] (default 5e-4)"),
+    "warmup": (finite_float(0, 1, hi_open=True), "warm-up fraction of the epochs (0.2)"),
+    "warmup_start": (finite_float(0, 1), "first warm-up learning rate / lr (NeRV: 0.1)"),
+    "prune": (finite_float(0, 1, hi_open=True), "fraction of weights pruned after training (0)"),
+    "prune_epochs": (int_range(0, 100_000), "fine-tuning epochs after pruning (default 0)"),
+    "checkpoint_every": (_EPOCHS, "epochs between checkpoints (default 10)"),
+    "seed": (int_range(0, 2**31 - 1), "seed (default 0)"),
+}  # fmt: skip
+
+
+def _refuse_inputs(out: str | Path, *inputs: str | Path, names: tuple[str, ...] = ()) -> None:
+    """Refuse an output that resolves to an input, or a folder output whose files (``names``)
+    would replace an input."""
+    dst = Path(out).resolve()
+    targets = {dst, *(dst / n for n in names)}
+    for given in inputs:
+        if Path(given).resolve() in targets:
+            raise SaicmError(f"{out}: the output would overwrite the input {given}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -37,7 +81,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     saved = out / "config.yaml"
     cfg = VideoTrainConfig()
     if args.resume and saved.exists():
-        cfg = cfg.override(yaml.safe_load(saved.read_text()) or {}, source=str(saved))
+        try:
+            values = yaml.safe_load(saved.read_text()) or {}
+        except yaml.YAMLError:
+            raise SaicmError(f"{saved}: not a run's config.yaml") from None
+        if not isinstance(values, dict):
+            raise SaicmError(f"{saved}: not a run's config.yaml")
+        values.pop("history", None)  # the run's record of changes, kept by its checkpoint
+        cfg = cfg.override(values, source=str(saved))
     values = {"video": args.video, **{k: getattr(args, k) for k in TRAIN_OPTIONS}}
     cfg = cfg.override(values, source="command line")
     model = train_video(cfg, out, resume=args.resume, stop_after=args.stop_after)
@@ -52,10 +103,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .bitstream import encode_nerv, read_snv
     from .train import load_nerv
 
-    net, blob = load_nerv(args.run)
     out = Path(args.output)
     if out.suffix != ".snv":
         raise SaicmError(f"{out}: the output is a .snv file")
+    _refuse_inputs(out, args.run)
+    net, blob = load_nerv(args.run)
     encode_nerv(net, blob["frames"], blob.get("fps", 0.0), bits=args.bits, path=out)
     stream = read_snv(out)
     print(f"{out}: {stream.nbytes} bytes, {stream.frames} frames, {stream.bpp:.4f} bpp")
@@ -63,36 +115,50 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from .bitstream import decode_frames, read_snv
+    from .bitstream import iter_frames, read_snv
     from .frames import write_clip
 
+    _refuse_inputs(args.output, args.file)
     stream = read_snv(args.file)
     start = time.perf_counter()
-    frames = decode_frames(stream.net, stream.frames)
+    write_clip(iter_frames(stream.net, stream.frames), args.output, stream.fps)
     seconds = time.perf_counter() - start
-    write_clip(frames, args.output, stream.fps)
-    print(f"{args.output}: {stream.frames} frames ({stream.frames / seconds:.1f} frames/s)")
+    print(
+        f"{args.output}: {stream.frames} frames (decoded and written at "
+        f"{stream.frames / seconds:.1f} frames/s)"
+    )
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluate import evaluate_video, write_video_report
+    from .evaluate import ANCHORS, evaluate_video, write_video_report
     from .frames import parse_size, read_clip
 
-    clip = read_clip(args.video, parse_size(args.frame_size), args.max_frames, args.frame_step)
     streams = {}
     for spec in args.snv:
         label, eq, path = spec.partition("=")
-        streams[label if eq else Path(spec).stem] = path if eq else spec
+        label = label if eq else Path(spec).stem
+        if label in streams:
+            raise SaicmError(f"--snv: the label {label!r} is given twice")
+        streams[label] = path if eq else spec
     anchors = []
     for spec in args.anchor:
         name, _, qps = spec.partition(":")
+        if name not in ANCHORS:
+            known = ", ".join(ANCHORS)
+            raise SaicmError(f"--anchor {spec!r}: unknown codec {name!r} (choose {known})")
+        top = ANCHORS[name][4]
         try:
-            anchors += [(name, int(q)) for q in (qps or "37,32").split(",")]
-        except ValueError:
-            raise SaicmError(f"anchor {spec!r}: expected NAME:QP1,QP2 (e.g. hevc:37,32)") from None
+            anchors += [(name, int_range(0, top)(q)) for q in (qps or "37,32").split(",")]
+        except SaicmError as exc:
+            raise SaicmError(
+                f"--anchor {spec!r}: expected {name}:QP1,QP2 with QPs 0-{top} ({exc})"
+            ) from None
+    inputs = [args.video, *streams.values(), *([args.annotations] if args.annotations else [])]
+    _refuse_inputs(args.output, *inputs, names=("results.json", "results.md", "map.png"))
+    clip = read_clip(args.video, parse_size(args.frame_size), args.max_frames, args.frame_step)
     annotations = None
     if args.annotations:
         try:
@@ -116,7 +182,7 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("-o", "--output", required=True, help="run folder")
     t.add_argument("--resume", action="store_true", help="continue the run in OUTPUT")
     t.add_argument(
-        "--stop-after", type=int, default=None, help="checkpoint and stop after this epoch"
+        "--stop-after", type=positive_int, default=None, help="checkpoint and stop after this epoch"
     )
     for key, (typ, text) in TRAIN_OPTIONS.items():
         flag = "--" + key.replace("_", "-")
@@ -126,7 +192,9 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     e = vs.add_parser("encode", help="quantise and entropy-code a trained NeRV into a .snv file")
     e.add_argument("run", help="run folder (or its model.pt)")
     e.add_argument("-o", "--output", required=True, help="the .snv file")
-    e.add_argument("--bits", type=int, default=8, help="quantisation bits (default 8)")
+    e.add_argument(
+        "--bits", type=int_range(2, 16), default=8, help="quantisation bits, 2-16 (default 8)"
+    )
     e.set_defaults(func=cmd_encode)
 
     d = vs.add_parser("decode", help="decode a .snv file into frames or a video")
@@ -138,9 +206,11 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--video", required=True, help="the original clip")
     ev.add_argument("--snv", nargs="*", default=[], help="[LABEL=]FILE.snv ...")
     ev.add_argument("--anchor", nargs="*", default=[], help="hevc:QP,QP vvc:QP,QP")
-    ev.add_argument("--frame-size", default=None, help="WxH, as in training")
-    ev.add_argument("--max-frames", type=int, default=None, help="as in training")
-    ev.add_argument("--frame-step", type=int, default=1, help="as in training")
+    ev.add_argument("--frame-size", type=_frame_size, default=None, help="WxH, as in training")
+    ev.add_argument("--max-frames", type=_max_frames, default=None, help="as in training")
+    ev.add_argument(
+        "--frame-step", type=int_range(1, 10_000), default=1, help="as in training"
+    )
     ev.add_argument("--annotations", default=None, help="COCO json, image id = frame number")
     ev.add_argument("--no-detect", action="store_true", help="rate and PSNR only")
     ev.add_argument("-o", "--output", required=True, help="report folder")

@@ -29,10 +29,11 @@ from .bitstream import decode_frames, read_snv
 
 __all__ = ["VideoPoint", "code_video", "evaluate_video", "psnr"]
 
-#: ffmpeg encoders of the video anchors and how a QP is passed to them.
+#: ffmpeg encoders of the video anchors: encoder, how a QP is passed, format, extra options,
+#: largest QP (HEVC 51, VVC 63).
 ANCHORS = {
-    "hevc": ("libx265", ["-x265-params", "qp={}:log-level=error"], "hevc", ()),
-    "vvc": ("libvvenc", ["-qp", "{}"], "vvc", ("-preset", "faster")),
+    "hevc": ("libx265", ["-x265-params", "qp={}:log-level=error"], "hevc", (), 51),
+    "vvc": ("libvvenc", ["-qp", "{}"], "vvc", ("-preset", "faster"), 63),
 }
 
 
@@ -55,7 +56,9 @@ def code_video(
     decoded frames, the bitstream's bytes and the decode time in seconds."""
     if codec not in ANCHORS:
         raise SaicmError(f"video anchor {codec!r}: choose {', '.join(ANCHORS)}")
-    encoder, param, fmt, extra = ANCHORS[codec]
+    encoder, param, fmt, extra, top = ANCHORS[codec]
+    if type(qp) is not int or not 0 <= qp <= top:
+        raise SaicmError(f"{codec} QP {qp!r}: an integer in [0, {top}]")
     exe = ffmpeg_exe()
     t, h, w, _ = frames.shape
     ph, pw = h % 2, w % 2
@@ -69,14 +72,17 @@ def code_video(
             "-pix_fmt", "yuv420p", "-f", fmt, str(bits),
         ]  # fmt: skip
         r = subprocess.run(enc, input=np.ascontiguousarray(src).tobytes(), capture_output=True)
-        if r.returncode or not bits.exists():
-            raise SaicmError(f"{codec} encoder failed: {r.stderr.decode()[-300:]}")
+        if r.returncode or not bits.exists() or bits.stat().st_size == 0:
+            why = r.stderr.decode(errors="replace").strip()[-300:] or "no output"
+            raise SaicmError(f"{codec} encoder failed (exit {r.returncode}): {why}")
         start = time.perf_counter()
         dec = [exe, "-v", "error", "-i", str(bits), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
         r = subprocess.run(dec, capture_output=True)
         seconds = time.perf_counter() - start
-        if r.returncode:
-            raise SaicmError(f"{codec} decoder failed: {r.stderr.decode()[-300:]}")
+        size = (h + ph) * (w + pw) * 3
+        if r.returncode or not r.stdout or len(r.stdout) % size:
+            why = r.stderr.decode(errors="replace").strip()[-300:] or "short output"
+            raise SaicmError(f"{codec} decoder failed (exit {r.returncode}): {why}")
         decoded = np.frombuffer(r.stdout, np.uint8).reshape(-1, h + ph, w + pw, 3)[:, :h, :w]
         if len(decoded) != t:
             raise SaicmError(f"{codec} decoded {len(decoded)} of {t} frames")
@@ -112,7 +118,8 @@ def evaluate_video(
         if (stream.frames, c.height, c.width) != (t, h, w):
             raise SaicmError(
                 f"{path}: codes {stream.frames} frames of {c.width}x{c.height}, "
-                f"the clip has {t} of {w}x{h} (same --size / --max-frames as in training?)"
+                f"the clip has {t} of {w}x{h} (same --frame-size, --max-frames and --frame-step "
+                "as in training?)"
             )
         start = time.perf_counter()
         frames = decode_frames(stream.net, stream.frames)

@@ -5,19 +5,31 @@ Every clip inside saicm is a ``(T, H, W, 3)`` ``uint8`` RGB array.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SaicmError
-from ..image import IMAGE_SUFFIXES, list_images, load_image, save_image
+from ..image import IMAGE_SUFFIXES, load_image, save_image
 from ..utils.io import atomic_path
+from .nerv import MAX_PIXELS, MAX_SIDE
+
+#: Frames a clip may have (the ``.snv`` limit, saicm.video.bitstream.MAX_FRAMES).
+MAX_FRAMES = 100_000
 
 __all__ = ["Clip", "parse_size", "read_clip", "write_clip"]
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".m4v", ".mpg", ".mpeg")
+_FRAME = re.compile(r"frame_\d{5}\.png")
 #: Containers ``write_clip`` writes H.264 into.
 _WRITE_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
 
@@ -28,6 +40,7 @@ class Clip:
 
     frames: np.ndarray
     fps: float = 0.0
+    source: str | None = None  #: key of the source a run's frames cache was made from
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -36,15 +49,23 @@ class Clip:
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"WxH"`` -> ``(W, H)``; None stays None."""
+    """``"WxH"`` -> ``(W, H)``; None stays None.
+
+    Raises :class:`SaicmError` unless both are integers in ``[1, MAX_SIDE]`` (4096) with at most
+    ``MAX_PIXELS`` (3840x2160) pixels: the limits of a NeRV frame (:mod:`saicm.video.nerv`),
+    checked before any frame is read or scaled.
+    """
     if text is None:
         return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SaicmError(f"size {text!r}: expected WIDTHxHEIGHT, e.g. 416x240") from None
-    if w < 1 or h < 1:
-        raise SaicmError(f"size {text!r}: width and height must be positive")
+    parts = str(text).lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and len(p.strip()) < 9 for p in parts):
+        raise SaicmError(f"--frame-size {text!r}: expected WIDTHxHEIGHT, e.g. 416x240")
+    w, h = (int(p) for p in parts)
+    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE) or w * h > MAX_PIXELS:
+        raise SaicmError(
+            f"--frame-size {text!r}: sides 1 to {MAX_SIDE} and at most {MAX_PIXELS} pixels "
+            "(3840x2160)"
+        )
     return w, h
 
 
@@ -70,22 +91,38 @@ def read_clip(
     size: tuple[int, int] | None = None,
     max_frames: int | None = None,
     step: int = 1,
+    files: list[Path] | None = None,
 ) -> Clip:
-    """Read a video file or a folder of frames (sorted by name).
+    """Read a video file or a folder of frames (sorted by name; hidden files, such as another
+    writer's temporary files, are not frames).
 
     Arguments:
         source: a video file ffmpeg can read, or a folder of images.
         size: ``(W, H)``: scale to cover and centre-crop every frame to this size.
         max_frames: keep at most this many frames (after ``step``).
         step: keep every ``step``-th frame.
+        files: exactly these images of the folder, in this order (a run's frames cache).
+
+    Raises :class:`SaicmError` for an unreadable source, no frames, frames of different sizes,
+    or frames larger than a NeRV frame may be (:func:`parse_size`'s limits) without ``size``.
     """
     path = Path(source)
     if step < 1:
         raise SaicmError("frame step must be >= 1")
+    if max_frames is not None and max_frames < 1:
+        raise SaicmError("max frames must be >= 1")
     if path.is_dir():
-        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in path.iterdir()):
-            raise SaicmError(f"{path}: no frames (no images in the folder)")
-        files = list_images(path)[::step][:max_frames]
+        if files is None:
+            files = [
+                f
+                for f in sorted(path.iterdir())
+                if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+            ]
+            if not files:
+                raise SaicmError(f"{path}: no frames (no images in the folder)")
+            files = files[::step][:max_frames]
+            if len(files) > MAX_FRAMES:
+                raise SaicmError(f"{path}: more than {MAX_FRAMES} frames: give --max-frames")
         frames = [_fit(load_image(f), size) for f in files]
         fps = 0.0
     elif path.is_file():
@@ -96,7 +133,12 @@ def read_clip(
         raise SaicmError(f"{path}: no frames")
     shapes = {f.shape for f in frames}
     if len(shapes) > 1:
-        raise SaicmError(f"{path}: frames differ in size ({sorted(shapes)[:2]}); give --size WxH")
+        raise SaicmError(
+            f"{path}: frames differ in size ({sorted(shapes)[:2]}); give --frame-size WxH"
+        )
+    h, w = frames[0].shape[:2]
+    if w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+        raise SaicmError(f"{path}: frames of {w}x{h} exceed NeRV's limit: give --frame-size WxH")
     return Clip(np.stack(frames), fps)
 
 
@@ -109,6 +151,9 @@ def _read_video(
         gen = imageio_ffmpeg.read_frames(str(path))
         meta = next(gen)
         w, h = meta["size"]
+        if size is None and (w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS):
+            gen.close()
+            raise SaicmError(f"{path}: frames of {w}x{h} exceed NeRV's limit: give --frame-size")
         frames = []
         for i, raw in enumerate(gen):
             if i % step:
@@ -117,42 +162,120 @@ def _read_video(
             if max_frames is not None and len(frames) >= max_frames:
                 gen.close()
                 break
+            if len(frames) > MAX_FRAMES:
+                gen.close()
+                raise SaicmError(f"{path}: more than {MAX_FRAMES} frames: give --max-frames")
     except (OSError, RuntimeError, StopIteration, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SaicmError(f"{path}: not a readable video ({first[:200]})") from None
     return frames, float(meta.get("fps") or 0.0)
 
 
-def write_clip(frames: np.ndarray, out: str | os.PathLike[str], fps: float = 25.0) -> Path:
-    """Write frames as a video (``out`` ends in a video suffix: H.264, CRF 12) or as numbered
-    PNGs in the folder ``out``. The video file appears whole or not at all."""
+def write_clip(
+    frames: np.ndarray | Iterable[np.ndarray],
+    out: str | os.PathLike[str],
+    fps: float = 25.0,
+) -> Path:
+    """Write frames as a video (``out`` ends in a video suffix: H.264, CRF 12, yuv444p) or as
+    numbered PNGs ``frame_NNNNN.png`` in the folder ``out``.
+
+    ``frames``: a ``(T, H, W, 3)`` uint8 array, or an iterable of such batches (all of one
+    size; written as they come, so a long decode holds one batch). The video file, or the set of
+    PNGs, appears whole or not at all: ffmpeg's exit status is checked and the file it wrote is
+    read back (frame count); any failure (a full disk, a killed encoder) is a
+    :class:`SaicmError` naming ``out`` and nothing is left behind.
+    """
     out = Path(out)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
-        raise SaicmError("frames must be a non-empty (T, H, W, 3) uint8 array")
+    chunks = iter([frames] if isinstance(frames, np.ndarray) else frames)
     suffix = out.suffix.lower()
     if suffix in VIDEO_SUFFIXES and suffix not in _WRITE_FORMATS:
         raise SaicmError(f"{out}: write {', '.join(_WRITE_FORMATS)} or a folder of frames")
-    if suffix in _WRITE_FORMATS:
-        import imageio_ffmpeg
-
-        h, w = frames.shape[1:3]
-        with atomic_path(out) as tmp:
-            writer = imageio_ffmpeg.write_frames(
-                str(tmp),
-                (w, h),
-                fps=fps or 25.0,
-                codec="libx264",
-                macro_block_size=1,
-                output_params=["-crf", "12", "-pix_fmt", "yuv444p", "-f", _WRITE_FORMATS[suffix]],
-            )
-            writer.send(None)
-            for f in frames:
-                writer.send(np.ascontiguousarray(f))
-            writer.close()
-        return out
     if suffix in IMAGE_SUFFIXES:
         raise SaicmError(f"{out}: give a folder for frames or a video file name")
+    if suffix in _WRITE_FORMATS:
+        return _write_video(chunks, out, fps)
+    if out.exists() and not out.is_dir():
+        raise SaicmError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(_FRAME.fullmatch(f.name) for f in out.iterdir()):
+        raise SaicmError(f"{out}: already holds frames (another clip's would mix in): give an "
+                         "empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(frames):
-        save_image(f, out / f"frame_{i:05d}.png")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out))
+    try:
+        count, shape = 0, None
+        for chunk in chunks:
+            shape = _check_chunk(chunk, shape)
+            for f in chunk:
+                save_image(f, tmp / f"frame_{count:05d}.png")
+                count += 1
+        if not count:
+            raise SaicmError("frames must be a non-empty (T, H, W, 3) uint8 array")
+        for i in range(count):
+            os.replace(tmp / f"frame_{i:05d}.png", out / f"frame_{i:05d}.png")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _check_chunk(chunk: np.ndarray, shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    if not isinstance(chunk, np.ndarray) or chunk.ndim != 4 or chunk.shape[-1] != 3:
+        raise SaicmError("frames must be a non-empty (T, H, W, 3) uint8 array")
+    if chunk.dtype != np.uint8 or (shape is not None and chunk.shape[1:] != shape):
+        raise SaicmError("frames must be a non-empty (T, H, W, 3) uint8 array of one size")
+    return chunk.shape[1:]
+
+
+def _write_video(chunks: Iterator[np.ndarray], out: Path, fps: float) -> Path:
+    from ..eval.codecs import ffmpeg_exe
+
+    first = next(chunks, None)
+    if first is None or not len(first):
+        raise SaicmError("frames must be a non-empty (T, H, W, 3) uint8 array")
+    shape = _check_chunk(first, None)
+    h, w = shape[:2]
+    with atomic_path(out) as tmp, tempfile.TemporaryFile() as log:
+        cmd = [
+            ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "-s", f"{w}x{h}", "-r", f"{fps or 25.0:g}", "-i", "-", "-c:v", "libx264",
+            "-crf", "12", "-pix_fmt", "yuv444p", "-f", _WRITE_FORMATS[out.suffix.lower()],
+            str(tmp),
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=log)
+        count = 0
+        try:
+            for chunk in itertools.chain([first], chunks):
+                shape = _check_chunk(chunk, shape)
+                proc.stdin.write(np.ascontiguousarray(chunk).tobytes())
+                count += len(chunk)
+        except BrokenPipeError:
+            pass  # ffmpeg stopped: its exit status and message say why
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+        code = proc.wait()
+        log.seek(0)
+        why = (log.read().decode(errors="replace").strip().splitlines() or [""])[-1][:200]
+        if code:
+            raise SaicmError(f"{out}: ffmpeg could not write the video (exit {code}: {why})")
+        written = _count_frames(tmp)
+        if written != count:
+            raise SaicmError(
+                f"{out}: ffmpeg wrote {written} of {count} frames ({why or 'no message'})"
+            )
+    return out
+
+
+def _count_frames(path: Path) -> int:
+    """Frames in a video file, decoded by the bundled ffmpeg (0 if it cannot be read)."""
+    import imageio_ffmpeg
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    try:
+        return int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
+    except (RuntimeError, OSError, ValueError):
+        return 0

@@ -1,6 +1,7 @@
 """NeRV's loss and SA-NeRV's edge-masked term (../shared/PAPER.md section 4).
 
-``nerv``:    ``0.7 * L1(x, x_hat) + 0.3 * (1 - SSIM(x, x_hat))`` (NeRV's "Fusion6" loss).
+``nerv``:    ``0.7 * L1(x, x_hat) + 0.3 * (1 - SSIM(x, x_hat))`` (NeRV's "Fusion6" loss; SSIM from
+             ``pytorch-msssim``, as in NeRV's code).
 ``sa-nerv``: ``nerv + beta * L1(x*s, x_hat*s) + (1 - beta) * (1 - SSIM(x*s, x_hat*s))``, with
 ``s`` the edge mask of each frame, averaged over the frames of the batch. Where ``s`` is empty
 both masked images are zero, so the edge term is zero there and passes no gradient.
@@ -8,39 +9,22 @@ both masked images are zero, so the edge term is zero there and passes no gradie
 
 from __future__ import annotations
 
+import pytorch_msssim
 import torch
-import torch.nn.functional as F
 
 __all__ = ["LOSSES", "VideoLoss", "ssim"]
 
 LOSSES = ("nerv", "sa-nerv")
 
 
-def _gaussian(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float32) - size // 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return g / g.sum()
-
-
 def ssim(a: torch.Tensor, b: torch.Tensor, per_image: bool = False) -> torch.Tensor:
     """SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, data range 1) of ``(B, C, H, W)``
-    images in [0, 1]; the mean, or one value per image with ``per_image``."""
-    c = a.shape[1]
-    g = _gaussian().to(a)
-    kx, ky = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+    images in [0, 1]; the mean, or one value per image ``(B,)`` with ``per_image``.
 
-    def blur(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(x, kx, groups=c), ky, groups=c)
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
-        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    )
-    return s.flatten(1).mean(1) if per_image else s.mean()
+    Computed by ``pytorch-msssim`` (what NeRV's official ``loss_fn`` calls). saicm's earlier own
+    implementation agreed with it to 6e-8 (float32 rounding) on random and photo inputs.
+    """
+    return pytorch_msssim.ssim(a, b, data_range=1.0, size_average=not per_image)
 
 
 class VideoLoss(torch.nn.Module):

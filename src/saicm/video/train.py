@@ -5,18 +5,35 @@ A run folder holds ``config.yaml``, the frames it learns (``frames/``), their ed
 (written atomically every ``checkpoint_every`` epochs: a kill loses at most that much),
 ``train.csv`` and TensorBoard logs, and at the end ``model.pt`` (float weights, pruned).
 
-Recipe (NeRV's): Adam (beta1 0.5), lr 5e-4, cosine schedule with linear warm-up over the first
-20% of the epochs, batch 1. Then global unstructured magnitude pruning of the conv and linear
+Recipe (NeRV's, ``train_nerv.py``): Adam (beta1 0.5), lr 5e-4, cosine schedule after a linear
+warm-up over the first 20% of the epochs from ``warmup_start`` (0.1) times the learning rate,
+batch 1. Then global unstructured magnitude pruning of the conv and linear
 weights (``prune``) and ``prune_epochs`` of fine-tuning with the pruned weights held at zero.
 The learning rate is a function of the step and the frame order of epoch ``e`` a function of
 ``(seed, e)``, so a resumed run repeats the uninterrupted one. Under ``torchrun`` each rank
 takes its share of every batch (DistributedDataParallel; gloo on CPUs, NCCL on GPUs).
+
+Frames cache: ``frames/frame_NNNNN.png`` is trusted only with ``clip.yaml``, written last, that
+holds their count, size, SHA-256 and a key of the source (path, size and time of the file or of
+each frame, the frame selection); a cache without it (a killed copy) is made again, a source that
+changed is refused. Checkpoints hold only tensors, numbers, strings and containers and are read
+with ``torch.load(weights_only=True)``.
+
+Resume (``resume=True``): the settings the checkpoint recorded are kept. ``checkpoint_every`` may
+change at any time, ``prune`` and ``prune_epochs`` while the pruning phase has not started (the
+learning rate before it does not depend on them); any other change is refused with one line,
+because the epochs already run followed the recorded schedule. Every accepted change is listed,
+with the epoch it took effect, in ``config.yaml``'s history and the model card.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import math
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,19 +44,24 @@ import torch.distributed as dist
 import yaml
 
 from ..errors import SaicmError
-from ..image import list_images
 from ..utils.io import atomic_path, read_weights_file
+from ..utils.options import OptionError, check, choice, finite_float, int_range
 from ..utils.runs import RunLogs, dist_env
 from ..utils.settings import Settings
+from .bitstream import MAX_FRAMES
 from .frames import Clip, parse_size, read_clip, write_clip
 from .loss import LOSSES, VideoLoss
-from .nerv import NeRV, NeRVConfig, frame_times, nerv_config
+from .nerv import SIZES, NeRV, NeRVConfig, frame_times, nerv_config
 
 __all__ = ["VideoTrainConfig", "load_nerv", "train_video"]
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 FORMAT = "saicm-nerv"
+CLIP = "clip.yaml"
+#: Settings a resumed run may change: at any time / before pruning starts.
+FREE_ON_RESUME = ("checkpoint_every",)
+PRUNING_SETTINGS = ("prune", "prune_epochs")
 
 
 @dataclass
@@ -51,11 +73,13 @@ class VideoTrainConfig(Settings):
         frame_size: ``WxH`` to scale and centre-crop the frames to (default: as they are).
         max_frames, frame_step: which frames to learn (every ``frame_step``-th, at most
             ``max_frames``).
-        size: NeRV size preset, S, M or L.
+        size: NeRV preset: S, M, L (the official NeRV-S/M/L) or saicm-S/M/L (saicm's earlier,
+            smaller GELU presets); see :data:`saicm.video.nerv.SIZES`.
         loss: ``nerv`` or ``sa-nerv`` (adds the edge-masked term).
         beta: weight of L1 inside the edge term (SSIM gets ``1 - beta``).
         mask_source: ``saicm masks`` source of the edge masks (hed, felzenszwalb, slic, sam).
         epochs, batch_size, lr, warmup: the training schedule (warm-up as a fraction).
+        warmup_start: the warm-up's first learning rate as a fraction of ``lr`` (NeRV: 0.1).
         prune: fraction of conv/linear weights set to zero after training (0 = none).
         prune_epochs: fine-tuning epochs after pruning.
         checkpoint_every, seed: epochs between checkpoints; seed of weights and frame order.
@@ -73,23 +97,41 @@ class VideoTrainConfig(Settings):
     batch_size: int = 1
     lr: float = 5e-4
     warmup: float = 0.2
+    warmup_start: float = 0.1
     prune: float = 0.0
     prune_epochs: int = 0
     checkpoint_every: int = 10
     seed: int = 0
 
     def validate(self, world: int = 1) -> None:
-        if not self.video:
+        """Type and range of every setting (from the command line or a ``config.yaml``), before
+        any work: :class:`SaicmError` naming the first one out of range."""
+        from ..masks.sources import SOURCES
+
+        if not isinstance(self.video, str) or not self.video:
             raise SaicmError("no video: give VIDEO (a file or a folder of frames)")
-        if self.loss not in LOSSES:
-            raise SaicmError(f"loss {self.loss!r}: choose {', '.join(LOSSES)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.prune_epochs < 0:
-            raise SaicmError("epochs and batch size must be >= 1, prune epochs >= 0")
-        if not 0.0 <= self.prune < 1.0:
-            raise SaicmError(f"prune {self.prune}: a fraction in [0, 1)")
+        parse_size(self.frame_size)
+        try:
+            if self.max_frames is not None:
+                check("max_frames", self.max_frames, int_range(1, MAX_FRAMES))
+            check("frame_step", self.frame_step, int_range(1, 10_000))
+            check("size", self.size, choice(*SIZES))
+            check("loss", self.loss, choice(*LOSSES))
+            check("beta", self.beta, finite_float(0, 1))
+            check("mask_source", self.mask_source, choice(*SOURCES))
+            check("epochs", self.epochs, int_range(1, 100_000))
+            check("batch_size", self.batch_size, int_range(1, 4096))
+            check("lr", self.lr, finite_float(0, 1, lo_open=True))
+            check("warmup", self.warmup, finite_float(0, 1, hi_open=True))
+            check("warmup_start", self.warmup_start, finite_float(0, 1))
+            check("prune", self.prune, finite_float(0, 1, hi_open=True))
+            check("prune_epochs", self.prune_epochs, int_range(0, 100_000))
+            check("checkpoint_every", self.checkpoint_every, int_range(1, 100_000))
+            check("seed", self.seed, int_range(0, 2**31 - 1))
+        except OptionError as exc:
+            raise SaicmError(str(exc)) from None
         if self.batch_size % world:
             raise SaicmError(f"batch size {self.batch_size} does not split into {world} ranks")
-        parse_size(self.frame_size)
 
     @property
     def total_epochs(self) -> int:
@@ -97,14 +139,15 @@ class VideoTrainConfig(Settings):
 
 
 def _lr(cfg: VideoTrainConfig, epoch: float) -> float:
-    """Warm-up then cosine over the training epochs; the pruning fine-tune restarts the cosine
+    """Warm-up (linear from ``warmup_start * lr``, as NeRV's ``adjust_lr``) then cosine over the
+    training epochs; the pruning fine-tune restarts the cosine
     from a tenth of the learning rate."""
     if epoch >= cfg.epochs:
         e = (epoch - cfg.epochs) / max(cfg.prune_epochs, 1)
         return 0.1 * cfg.lr * 0.5 * (1 + math.cos(math.pi * min(e, 1.0)))
     warm = cfg.warmup * cfg.epochs
     if epoch < warm:
-        return cfg.lr * (epoch + 1e-3) / warm
+        return cfg.lr * (cfg.warmup_start + (1 - cfg.warmup_start) * epoch / warm)
     e = (epoch - warm) / max(cfg.epochs - warm, 1e-9)
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * e))
 
@@ -133,32 +176,115 @@ def _apply_masks(net: torch.nn.Module, masks: dict[str, torch.Tensor]) -> None:
             p.mul_(masks[n].to(p.device))
 
 
-def _read_source(cfg: VideoTrainConfig, out: Path) -> Clip | None:
-    """The clip from ``cfg.video``, or None when the run already caches its frames."""
-    frames_dir = out / "frames"
-    if frames_dir.is_dir() and any(frames_dir.iterdir()):
+_FRAME = re.compile(r"frame_\d{5}\.png")
+
+
+def _source_key(cfg: VideoTrainConfig) -> str:
+    """SHA-256 of what identifies the source cheaply: its resolved path, the size and
+    modification time of the file (or of each image in the folder), and the frame selection."""
+    path = Path(cfg.video).resolve()
+    if path.is_dir():
+        stats = [
+            (f.name, f.stat().st_size, f.stat().st_mtime_ns)
+            for f in sorted(path.iterdir())
+            if f.is_file() and not f.name.startswith(".")
+        ]
+    else:
+        st = path.stat()
+        stats = [(path.name, st.st_size, st.st_mtime_ns)]
+    key = [str(path), stats, cfg.frame_size, cfg.max_frames, cfg.frame_step]
+    return hashlib.sha256(repr(key).encode()).hexdigest()
+
+
+def _digest(frames: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()
+
+
+def _read_cache(out: Path) -> Clip | None:
+    """The cached clip if ``clip.yaml`` (written last) vouches for every frame, else None."""
+    try:
+        meta = yaml.safe_load((out / CLIP).read_text())
+    except (OSError, yaml.YAMLError):
         return None
-    return read_clip(cfg.video, parse_size(cfg.frame_size), cfg.max_frames, cfg.frame_step)
+    if not isinstance(meta, dict) or not {"frames", "sha256", "source"} <= set(meta):
+        return None
+    n = meta["frames"]
+    if type(n) is not int or not 1 <= n <= MAX_FRAMES:
+        return None
+    files = [out / "frames" / f"frame_{i:05d}.png" for i in range(n)]
+    if not all(f.is_file() for f in files):
+        return None
+    clip = read_clip(out / "frames", files=files)
+    if _digest(clip.frames) != meta["sha256"]:
+        raise SaicmError(f"{out / 'frames'}: the cached frames were changed since they were made")
+    clip.fps = float(meta.get("fps") or 0.0)
+    clip.source = str(meta["source"])
+    return clip
+
+
+def _clear_stale_frames(frames_dir: Path) -> None:
+    """Remove a frames cache that was never completed (only saicm's own files are in it)."""
+    if not frames_dir.exists():
+        return
+    foreign = [
+        f.name
+        for f in frames_dir.iterdir()
+        if not (_FRAME.fullmatch(f.name) or (f.name.startswith(".") and ".part" in f.name))
+    ]
+    if foreign:
+        raise SaicmError(
+            f"{frames_dir}: an incomplete frames cache with files saicm did not write "
+            f"({foreign[0]}): move them away or use a new run folder"
+        )
+    shutil.rmtree(frames_dir)
+
+
+def _read_source(cfg: VideoTrainConfig, out: Path) -> Clip:
+    """The run's clip: the complete cache, checked against the source, or the source itself
+    (``clip.source`` unset: not cached yet)."""
+    cached = _read_cache(out)
+    if cached is None:
+        clip = read_clip(cfg.video, parse_size(cfg.frame_size), cfg.max_frames, cfg.frame_step)
+        clip.source = None
+        return clip
+    if Path(cfg.video).exists() and _source_key(cfg) != cached.source:
+        fresh = read_clip(cfg.video, parse_size(cfg.frame_size), cfg.max_frames, cfg.frame_step)
+        if _digest(fresh.frames) != _digest(cached.frames):
+            raise SaicmError(
+                f"{cfg.video}: not the frames this run learns (they changed since it started): "
+                "use a new run folder"
+            )
+    return cached
 
 
 def _prepare_frames(
     cfg: VideoTrainConfig, out: Path, source: Clip | None
 ) -> tuple[Clip, np.ndarray | None]:
-    """The clip (``source``, cached as PNGs in the run, or the cache) and, for sa-nerv, its edge
-    masks (cached)."""
+    """The clip (``source``, cached as PNGs in the run with ``clip.yaml`` last, or the cache)
+    and, for sa-nerv, its edge masks (cached)."""
     frames_dir = out / "frames"
     if source is None:
-        clip = read_clip(frames_dir)
-        meta = (
-            yaml.safe_load((out / "clip.yaml").read_text()) if (out / "clip.yaml").exists() else {}
-        )
-        clip.fps = float(meta.get("fps", 0.0))
+        clip = _read_cache(out)
+        if clip is None:
+            raise SaicmError(f"{frames_dir}: the frames cache is incomplete")
+    elif source.source is None:
+        clip = source
+        with contextlib.suppress(FileNotFoundError):
+            (out / CLIP).unlink()
+        _clear_stale_frames(frames_dir)
+        write_clip(clip.frames, frames_dir)
+        meta = {
+            "frames": len(clip.frames),
+            "height": int(clip.frames.shape[1]),
+            "width": int(clip.frames.shape[2]),
+            "fps": float(clip.fps),
+            "sha256": _digest(clip.frames),
+            "source": _source_key(cfg),
+        }
+        with atomic_path(out / CLIP) as tmp:
+            tmp.write_text(yaml.safe_dump(meta, sort_keys=False))
     else:
         clip = source
-        write_clip(clip.frames, frames_dir)
-        (out / "clip.yaml").write_text(
-            yaml.safe_dump({"fps": clip.fps, "frames": len(clip.frames)})
-        )
     if cfg.loss != "sa-nerv":
         return clip, None
     from ..masks.build import build_masks
@@ -170,9 +296,9 @@ def _prepare_frames(
     if summary.failures:
         name, why = next(iter(summary.failures.items()))
         raise SaicmError(f"edge mask of {name} failed: {why}")
-    files = list_images(frames_dir)
     masks = []
-    for f in files:
+    for i in range(len(clip.frames)):
+        f = frames_dir / f"frame_{i:05d}.png"
         m = mask_dir / f"{f.stem}.png"
         if not m.exists():
             raise SaicmError(f"{m}: mask missing")
@@ -184,6 +310,56 @@ def _prepare_frames(
     if not any(m.any() for m in masks):
         raise SaicmError(f"{mask_dir}: every edge mask is empty (all off)")
     return clip, np.stack(masks)
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A checkpoint of this module, read with ``weights_only=True`` (nothing in it runs)."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # an unpickling, zip or torch error: not a checkpoint we wrote
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise SaicmError(
+            f"{path}: not a saicm video checkpoint, refused without running it "
+            f"({type(exc).__name__}{': ' + first if first else ''})"
+        ) from None
+    if not isinstance(ckpt, dict) or not {"model", "opt", "epoch"} <= set(ckpt):
+        raise SaicmError(f"{path}: not a saicm video checkpoint")
+    if "settings" not in ckpt or "nerv" not in ckpt:
+        raise SaicmError(
+            f"{path}: written by an earlier saicm that did not record its settings; a resume "
+            "could not keep its schedule: start a new run folder"
+        )
+    return ckpt
+
+
+def _resume_settings(
+    cfg: VideoTrainConfig, ckpt: dict[str, Any]
+) -> tuple[VideoTrainConfig, list[dict[str, Any]]]:
+    """Check ``cfg`` against the settings the checkpoint recorded: a changed setting is applied
+    (and added to the history) where the run can follow it, else refused."""
+    saved, epoch = ckpt["settings"], int(ckpt["epoch"])
+    history = list(ckpt.get("history") or [])
+    changed = {}
+    for f in dataclasses.fields(cfg):
+        old, new = saved.get(f.name, f.default), getattr(cfg, f.name)
+        if old == new or (f.name == "video" and Path(old).resolve() == Path(new).resolve()):
+            continue
+        pruning_not_started = f.name in PRUNING_SETTINGS and ckpt.get("keep") is None
+        if f.name not in FREE_ON_RESUME and not pruning_not_started:
+            flag = "--" + f.name.replace("_", "-")
+            why = (
+                "pruning has started"
+                if f.name in PRUNING_SETTINGS
+                else f"{epoch} epochs already ran with {old!r}"
+            )
+            raise SaicmError(
+                f"--resume: {flag} {new!r} differs from this run's {old!r} and cannot apply "
+                f"({why}): keep {old!r} or train into a new run folder"
+            )
+        changed[f.name] = {"from": old, "to": new}
+    if changed:
+        history.append({"epoch": epoch, "changed": changed})
+    return cfg, history
 
 
 def train_video(
@@ -206,34 +382,44 @@ def train_video(
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise SaicmError(f"{out} already holds a run: pass --resume to continue it")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    _refuse_output_in_source(cfg, out)
     cuda = torch.cuda.is_available()
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    ckpt, history = None, []
+    if resume and ckpt_path.exists():  # settings checked before anything is written
+        ckpt = _load_checkpoint(ckpt_path, device)
+        cfg, history = _resume_settings(cfg, ckpt)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     if rank == 0:
         source = _read_source(cfg, out)  # an unreadable video fails before anything is written
         out.mkdir(parents=True, exist_ok=True)
+        record = {**dataclasses.asdict(cfg), "history": history}
         with atomic_path(out / "config.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+            tmp.write_text(yaml.safe_dump(record, sort_keys=False))
         clip, masks = _prepare_frames(cfg, out, source)
     if world > 1:
         dist.barrier()
         if rank != 0:
             clip, masks = _prepare_frames(cfg, out, None)
-    frames_t = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float().div(255)
-    masks_t = None if masks is None else torch.from_numpy(masks)[:, None].float()
-    n, _, h, w = frames_t.shape
+    frames_u8 = torch.from_numpy(clip.frames).permute(0, 3, 1, 2)  # uint8: a quarter of float
+    masks_t = None if masks is None else torch.from_numpy(masks)[:, None]
+    n, _, h, w = frames_u8.shape
 
     torch.manual_seed(cfg.seed)
     config = nerv_config(h, w, cfg.size)
     net = NeRV(config).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     epoch, keep = 0, None
-    if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    if ckpt is not None:
+        if ckpt["nerv"] != config.to_dict():
+            raise SaicmError(
+                f"{ckpt_path}: its network ({ckpt['nerv']}) is not the {cfg.size} preset for "
+                f"{w}x{h} frames of this saicm: start a new run folder"
+            )
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
-        epoch, keep = ckpt["epoch"], ckpt.get("keep")
+        epoch, keep = int(ckpt["epoch"]), ckpt.get("keep")
     model = net
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -251,7 +437,15 @@ def train_video(
     def save() -> None:
         if rank != 0:
             return
-        state = {"model": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "keep": keep}
+        state = {
+            "model": net.state_dict(),
+            "opt": opt.state_dict(),
+            "epoch": epoch,
+            "keep": keep,
+            "settings": dataclasses.asdict(cfg),
+            "history": history,
+            "nerv": config.to_dict(),
+        }
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
 
@@ -274,8 +468,8 @@ def train_video(
             idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size][rank::world][:per_rank]
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, epoch + s / steps)
-            x = frames_t[idx].to(device)
-            m = None if masks_t is None else masks_t[idx].to(device)
+            x = frames_u8[idx].to(device).float().div(255)
+            m = None if masks_t is None else masks_t[idx].to(device).float()
             x_hat = model(frame_times(idx, n).to(device))
             res = criterion(x_hat, x, m)
             opt.zero_grad(set_to_none=True)
@@ -311,16 +505,34 @@ def train_video(
         "card": {
             "loss": cfg.loss,
             "size": cfg.size,
+            "parameters": sum(p.numel() for p in net.parameters()),
             "epochs": cfg.epochs,
             "prune": cfg.prune,
+            "prune_epochs": cfg.prune_epochs if cfg.prune > 0 else 0,
+            "lr": cfg.lr,
+            "warmup": cfg.warmup,
+            "warmup_start": cfg.warmup_start,
+            "batch_size": cfg.batch_size,
+            "seed": cfg.seed,
             "video": str(cfg.video),
+            "frames": n,
             "beta": cfg.beta,
             "mask_source": cfg.mask_source,
+            "history": history,
         },
     }
     with atomic_path(out / MODEL) as tmp:
         torch.save(blob, tmp)
     return out / MODEL
+
+
+def _refuse_output_in_source(cfg: VideoTrainConfig, out: Path) -> None:
+    """The run folder must not be, hold, or lie inside the clip's folder or file."""
+    src, dst = Path(cfg.video).resolve(), out.resolve()
+    if src == dst or src.is_relative_to(dst) or (src.is_dir() and dst.is_relative_to(src)):
+        raise SaicmError(
+            f"{out}: the run folder would mix with the clip {cfg.video}: choose another -o"
+        )
 
 
 def load_nerv(path: str | Path) -> tuple[NeRV, dict[str, Any]]:
