@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from saicm.cli import main
+from saicm.errors import SaicmError
 from saicm.masks.build import build_masks, read_manifest
 from saicm.masks.sources import FelzenszwalbEdges
 
@@ -139,7 +140,11 @@ def test_a_replaced_image_or_other_settings_make_the_mask_again(folder, tmp_path
     fresh = tmp_path / "fresh"
     build_masks([folder], fresh, FelzenszwalbEdges(), progress=False)
     assert (np.asarray(Image.open(fresh / "im0.png")) == after).all()
-    # the same images with another setting of the source: every mask again
-    summary = build_masks([folder], out, FelzenszwalbEdges(scale=100.0), progress=False)
+    # the same images with another setting of the source: refused, or every mask again
+    with pytest.raises(SaicmError, match=r"other settings \(im\d\.png: scale=300.0 \(now 100.0\)"):
+        build_masks([folder], out, FelzenszwalbEdges(scale=100.0), progress=False)
+    summary = build_masks(
+        [folder], out, FelzenszwalbEdges(scale=100.0), overwrite=True, progress=False
+    )
     assert (summary.done, summary.skipped) == (5, 0)
     assert read_manifest(out)["im1"]["settings"]["scale"] == 100.0
