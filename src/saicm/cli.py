@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import SaicmError
+from .eval.metrics import MIN_OVERLAP
 from .utils.options import finite_float, fraction, int_range, positive_int
 
 __all__ = ["main"]
@@ -419,7 +420,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             bootstrap=args.bootstrap,
         )
         result["missing_tasks"] = failed_tasks
-        files = write_report(result, args.output, anchors=args.anchor)
+        files = write_report(
+            result, args.output, anchors=args.anchor, min_overlap=args.min_overlap
+        )
     problems = [p for p in result["points"] if p.errors]
     for p in problems:
         _say_error(
@@ -616,6 +619,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="redraw the images N times (with replacement) for 95%% intervals of the BD-rates "
         "of COCO mAPs (200-1000 is usual; default 0: none)",
+    )
+    ev.add_argument(
+        "--min-overlap",
+        type=fraction,
+        default=MIN_OVERLAP,
+        metavar="F",
+        help="least share (0-1) of their accuracy range two curves must share for a BD-rate; "
+        f"below it the table says n/a and why (default {MIN_OVERLAP:g}, docs/EVALUATION.md)",
     )
     ev.add_argument("--max-images", type=positive_int, default=None)
     ev.add_argument(

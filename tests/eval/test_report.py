@@ -103,3 +103,10 @@ def test_a_bd_rate_on_a_sliver_is_refused_in_the_table_and_the_json(tmp_path):
     page = files["html"].read_text()
     assert "n/a<br><small>curves overlap on 0.2% of their accuracy range" in page
     assert json.loads(files["json"].read_text())["bd_min_overlap"] == 0.5
+    # a user who lowers the bound (saicm eval --min-overlap) gets the number, and the record
+    # says which bound it was computed under
+    files = write_report(res, tmp_path / "low", anchors=["vvc"], min_overlap=0.0)
+    result = json.loads(files["json"].read_text())
+    rows = {r["codec"]: r for r in result["bd_rate"]["vvc"]["detection/map"]}
+    assert rows["edge"]["bd_rate"] == pytest.approx(-20.0, abs=0.5)
+    assert result["bd_min_overlap"] == 0.0
