@@ -16,6 +16,7 @@ import torch
 from ..errors import BitstreamError, ModelError
 from ..image import ImageLike, crop, pad_to_multiple, to_array, to_rgb, to_tensor
 from .bitstream import Bitstream, pack, unpack
+from .latents import decode_latents, encode_latents
 from .zoo import TrainedModel, load_model
 
 __all__ = ["ModelLike", "decode", "encode", "resolve_model"]
@@ -28,27 +29,45 @@ def resolve_model(model: ModelLike) -> TrainedModel:
     return model if isinstance(model, TrainedModel) else load_model(model)
 
 
-def _flatten(strings: list[list[bytes]]) -> tuple[bytes, ...]:
-    if any(len(group) != 1 for group in strings):
-        raise ValueError("expected one string per latent (batch of one image)")
-    return tuple(group[0] for group in strings)
+def _pad(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """``x`` padded to a multiple of ``multiple`` and the padding ``(top, left, bottom, right)``."""
+    x, (bottom, right) = pad_to_multiple(x, multiple)
+    return x, (0, 0, bottom, right)
+
+
+def _crop(x: torch.Tensor, pad: tuple[int, int, int, int], height: int, width: int):
+    """Undo :func:`_pad`: the ``height x width`` picture inside the padding."""
+    top, left = pad[0], pad[1]
+    return crop(x[..., top:, left:], height, width)
 
 
 @torch.inference_mode()
 def encode(image: ImageLike, model: ModelLike = None) -> bytes:
-    """Code one image into the bytes of a ``.sic`` file.
+    """Code one image into the bytes of a ``.sic`` file (format version 2, with checks).
 
     Arguments:
         image: a path, a PIL image or an ``(H, W, 3)`` array.
         model: a loaded model, an installed model's name, a model file, or ``None`` (default).
+
+    Raises:
+        ImageError: an unreadable or too large image.
+        ModelError: a model that cannot be loaded or computes NaN entropy parameters.
     """
     m = resolve_model(model)
     rgb = to_rgb(image)
     height, width = rgb.shape[:2]
-    x, pad = pad_to_multiple(to_tensor(rgb), m.downsampling)
-    out = m.net.compress(x.contiguous(memory_format=torch.channels_last))
-    shape = tuple(int(s) for s in out["shape"])
-    bs = Bitstream(m.name, m.hash_prefix, height, width, pad, shape, _flatten(out["strings"]))
+    x, pad = _pad(to_tensor(rgb), m.downsampling)
+    coded = encode_latents(m.net, x.contiguous(memory_format=torch.channels_last))
+    bs = Bitstream(
+        m.name,
+        m.hash_prefix,
+        height,
+        width,
+        pad,
+        coded.latent_shape,
+        coded.strings,
+        coded.checks,
+    )
     return pack(bs)
 
 
@@ -56,9 +75,18 @@ def encode(image: ImageLike, model: ModelLike = None) -> bytes:
 def decode(data: bytes, model: ModelLike = None) -> np.ndarray:
     """Decode ``.sic`` bytes into an ``(H, W, 3)`` uint8 RGB array.
 
+    A version-2 file decodes to the same symbols on every machine, or fails: see README,
+    "Decoding on another machine", and :mod:`saicm.codec.latents`. Version-1 files decode with
+    a :class:`~saicm.errors.SaicmWarning` (no check).
+
     Arguments:
         data: the file's bytes.
         model: the model to decode with; ``None`` finds the installed model named in the file.
+
+    Raises:
+        BitstreamError: a damaged or foreign file, or a failed check (the message names the
+            likely cause: the decoder's arithmetic, the entropy tables or the weights).
+        ModelError: the model is missing or has other weights than the file's.
     """
     bs = unpack(data)
     m = resolve_model(model if model is not None else bs.model)
@@ -68,13 +96,17 @@ def decode(data: bytes, model: ModelLike = None) -> np.ndarray:
             f"but {m.name!r} has weights {m.hash_prefix.hex()}"
         )
     ds = m.downsampling
-    ph, pw = bs.height + bs.pad[0], bs.width + bs.pad[1]
-    if ph % ds or pw % ds or bs.pad[0] >= ds or bs.pad[1] >= ds:
+    top, left, bottom, right = bs.pad
+    ph, pw = bs.height + top + bottom, bs.width + left + right
+    if ph % ds or pw % ds or max(bs.pad) >= ds:
         raise BitstreamError(f"padding {bs.pad} does not fit model {m.name!r}")
     if (ph // ds, pw // ds) != bs.latent_shape:  # z sits at 1/downsampling of the image
         raise BitstreamError(f"latent shape {bs.latent_shape} does not fit a {pw}x{ph} image")
-    try:
-        out = m.net.decompress([[s] for s in bs.strings], bs.latent_shape)
-    except (RuntimeError, ValueError, IndexError) as exc:
-        raise BitstreamError(f"entropy decoding failed ({exc})") from None
-    return to_array(crop(out["x_hat"], bs.height, bs.width))
+    y_hat = decode_latents(m.net, bs.strings, bs.latent_shape, bs.checks)
+    x_hat = m.net.g_s(y_hat.contiguous(memory_format=torch.channels_last))
+    if not torch.isfinite(x_hat).all():
+        raise BitstreamError(
+            "decoding produced NaN or inf pixels: the weights do not belong to this file, or "
+            "the model is broken"
+        )
+    return to_array(_crop(x_hat.clamp_(0, 1), bs.pad, bs.height, bs.width))
