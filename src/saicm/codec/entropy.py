@@ -51,6 +51,7 @@ __all__ = [
     "crc32_of",
     "decode_symbols",
     "encode_symbols",
+    "isolated_call",
 ]
 
 PRECISION = 16
@@ -364,3 +365,39 @@ def _read_exact(fd: int, n: int, timeout: float | None, eof_ok: bool = False) ->
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
+
+
+def isolated_call(fn, error: type[SaicmError] = BitstreamError) -> bytes:
+    """Run ``fn() -> bytes`` in a forked child process and return its bytes; a crash, a
+    non-zero exit or more than ``ISOLATED_TIMEOUT_S`` seconds becomes ``error``. For native
+    decoding of data whose reads cannot be bounded (legacy escape-bearing streams)."""
+    if not hasattr(os, "fork"):
+        raise error("this platform cannot decode legacy (version 1) streams safely")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(r)
+            out = fn()
+            _write_all(w, struct.pack("<Q", len(out)) + out)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        try:
+            head = _read_exact(r, 8, ISOLATED_TIMEOUT_S)
+            out = _read_exact(r, struct.unpack("<Q", head)[0], ISOLATED_TIMEOUT_S)
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)
+            raise error("entropy decoding failed (the legacy decoder took too long)") from None
+        except OSError:
+            raise error("entropy decoding failed (the legacy decoder crashed)") from None
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise error("entropy decoding failed (the legacy decoder crashed)")
+    return out
