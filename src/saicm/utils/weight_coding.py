@@ -183,8 +183,8 @@ def decode_state(data: bytes) -> dict[str, torch.Tensor]:
             t = torch.from_numpy(arr.copy()).reshape(shape)
             state[name] = t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
             continue
-        if ndim == 0:
-            raise SaicmError(f"{name}: a coded tensor needs a shape")
+        if ndim == 0 or 0 in shape:
+            raise SaicmError(f"{name}: a coded tensor needs a shape with values")
         if numel > MAX_CODED_NUMEL:
             raise SaicmError(f"{name}: {numel} coded values, above the limit {MAX_CODED_NUMEL}")
         if not dtype.is_floating_point:
