@@ -10,9 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from saicm.codec import Bitstream, decode, encode, pack, unpack
+from saicm.codec.bitstream import Checks
 from saicm.errors import BitstreamError, SaicmError
 
-SAMPLE = Bitstream("tiny", b"\x01" * 8, 100, 150, (28, 42), (2, 3), (b"yyyy-strings", b"zz"))
+CHECKS = Checks(1, 2, 3, ((5, 7), (9, 1)), ((0, -4), (11, 1 << 20)))
+SAMPLE = Bitstream(
+    "tiny", b"\x01" * 8, 100, 150, (14, 21, 14, 21), (2, 3), (b"yyyy-strings", b"zz"), CHECKS
+)
 
 
 def _with_crc(body: bytes) -> bytes:
@@ -44,8 +48,38 @@ def test_bad_files_fail_with_a_clear_message(mutate, message):
         unpack(mutate(pack(SAMPLE)))
 
 
+def test_version_1_layout_still_parses_with_its_padding_mapped():
+    v1 = Bitstream("tiny", b"\x01" * 8, 100, 150, (0, 0, 28, 42), (2, 3), (b"y", b"z"), None, 1)
+    data = pack(v1)
+    assert data[4] == 1
+    back = unpack(data)
+    assert back == v1 and back.pad == (0, 0, 28, 42) and back.checks is None
+
+
+@pytest.mark.parametrize(
+    ("checks", "message"),
+    [
+        (Checks(1, 2, 3, ((9, 1), (5, 7))), "out of order"),
+        (Checks(1, 2, 3, (), ((4, 0), (4, 1))), "out of order"),
+    ],
+)
+def test_side_information_is_validated(checks, message):
+    with pytest.raises(BitstreamError, match=message):
+        unpack(pack(Bitstream(**{**SAMPLE.__dict__, "checks": checks})))
+
+
+def test_declared_side_information_beyond_the_file_is_refused():
+    data = pack(SAMPLE)
+    pos = data.index(struct.pack(">III", 1, 2, 3)) + 12
+    bad = data[:pos] + struct.pack(">I", 10**6) + data[pos + 4 : -4]
+    with pytest.raises(BitstreamError, match="side information"):
+        unpack(_with_crc(bad))
+
+
 def test_absurd_image_size_is_refused_before_decoding():
-    huge = Bitstream("tiny", b"\x01" * 8, 100_000, 100_000, (0, 0), (1563, 1563), (b"y", b"z"))
+    huge = Bitstream(
+        "tiny", b"\x01" * 8, 100_000, 100_000, (0,) * 4, (1563, 1563), (b"y", b"z"), CHECKS
+    )
     with pytest.raises(BitstreamError, match="invalid image size"):
         unpack(pack(huge))
 

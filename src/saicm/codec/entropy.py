@@ -78,6 +78,9 @@ class Tables:
             escape at ``sizes[i] - 2``).
         offsets: the symbol value of each table's entry 0.
         escape: whether the escape symbol has non-zero width (legacy streams only).
+
+    CompressAI's encoder keeps a symbol's start and width in ``uint16``: no symbol may have the
+    full width ``2^16`` (a table with one real symbol gets a second, unused one).
     """
 
     cdfs: list[list[int]]
@@ -97,8 +100,11 @@ class Tables:
         check_tables(cdfs, sizes, offsets, escape=True, error=error)
         if not escape:
             cdfs = [row.copy() for row in cdfs]
-            for row, n in zip(cdfs, sizes, strict=True):
-                row[n - 2] = TOTAL
+            for i, (row, n) in enumerate(zip(cdfs, sizes, strict=True)):
+                if n == 3:  # one real symbol: a width of 2^16 overflows the encoder's uint16
+                    cdfs[i], sizes[i] = [0, TOTAL - 1, TOTAL, TOTAL], 4  # + an unused symbol
+                else:
+                    row[n - 2] = TOTAL
         return cls(cdfs, sizes, offsets, escape)
 
     def fingerprint(self) -> int:

@@ -121,7 +121,9 @@ def encode_state(
             continue
         q, scale = quantize(t, bits)
         symbols = q.flatten().numpy()
-        qmin, qmax = int(symbols.min()), int(symbols.max())
+        # at least two symbols: a lone one would get width 2^16, which the encoder's uint16
+        # overflows (division by zero)
+        qmin, qmax = int(symbols.min()), max(int(symbols.max()), int(symbols.min()) + 1)
         cdf = _cdf(symbols, qmin, qmax)
         stream = RansEncoder().encode_with_indexes(
             symbols.tolist(), [0] * symbols.size, [cdf], [len(cdf)], [qmin]
