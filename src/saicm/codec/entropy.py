@@ -292,6 +292,7 @@ class IsolatedDecoder:
         if pid == 0:  # the child: decode requests until the pipe closes
             code = 0
             try:
+                _quiet_child()
                 os.close(req_w)
                 os.close(res_r)
                 _serve(data, tables, req_r, res_w)
@@ -333,6 +334,16 @@ class IsolatedDecoder:
             self.close()
             raise self.error(f"entropy decoding failed (the legacy decoder {why})") from None
         return np.frombuffer(raw, dtype="<i4").astype(np.int32)
+
+
+def _quiet_child() -> None:
+    """A crash in the child is reported by the parent as one line: no dump on stderr."""
+    import faulthandler
+
+    faulthandler.disable()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 def _serve(data: bytes, tables: Tables, req: int, res: int) -> None:
@@ -384,6 +395,7 @@ def isolated_call(fn, error: type[SaicmError] = BitstreamError) -> bytes:
     if pid == 0:
         code = 0
         try:
+            _quiet_child()
             os.close(r)
             out = fn()
             _write_all(w, struct.pack("<Q", len(out)) + out)
