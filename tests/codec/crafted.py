@@ -154,7 +154,8 @@ def build(workdir: Path, mutants: int, seed: int, every: int = 1) -> None:
     valid_w = encode_state(state, min_numel=64)
     good_cdf = [0, 30000, 65000, 65535, 65536]
     weights: list[bytes] = [valid_w]
-    streams = [b"", b"\xff" * 4, b"\x00" * 4, b"\xff" * 64, bytes(rng.randrange(256) for _ in range(40))]
+    streams = [b"", b"\xff" * 4, b"\x00" * 4, b"\xff" * 64]
+    streams.append(bytes(rng.randrange(256) for _ in range(40)))
     cdfs = [
         [],
         [0],

@@ -15,8 +15,15 @@ import pytest
 import torch
 from compressai.models.base import get_scale_table
 
-from saicm.codec import create_model, decode, encode, export_model, installed_models, load_model
-from saicm.codec import latents
+from saicm.codec import (
+    create_model,
+    decode,
+    encode,
+    export_model,
+    installed_models,
+    latents,
+    load_model,
+)
 from saicm.codec.bitstream import pack, unpack
 from saicm.codec.zoo import SHIPPED_DIR
 from saicm.errors import BitstreamError, SaicmWarning
@@ -107,7 +114,7 @@ def test_tcm_scales_cover_the_table_and_decode_identically(spread_tcm, photo):
         med = latents._medians(net)
         z_hat = torch.round(z - med) + med
         p = latents._param_net(net)
-        mu, scale, _ = p._slice_params(
+        _, scale, _ = p._slice_params(
             0, [], p.h_mean_s(z_hat.double()), p.h_scale_s(z_hat.double()), y.shape[2:]
         )
     idx, _ = latents.scale_indexes(scale, net.gaussian_conditional.scale_table)

@@ -37,6 +37,7 @@ file fails with :class:`~saicm.errors.BitstreamError` and never reaches the entr
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -158,7 +159,7 @@ def pack(bs: Bitstream) -> bytes:
 
 
 def _increasing(pairs: list[tuple[int, int]]) -> bool:
-    return all(a[0] < b[0] for a, b in zip(pairs, pairs[1:]))
+    return all(a[0] < b[0] for a, b in itertools.pairwise(pairs))
 
 
 def unpack(data: bytes) -> Bitstream:

@@ -29,6 +29,7 @@ stream can crash or hang only the child, which becomes a clean error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -108,7 +109,7 @@ class Tables:
         return cls(cdfs, sizes, offsets, escape)
 
     def fingerprint(self) -> int:
-        """CRC-32 over every table entry in use, size and offset: equal iff the tables code alike."""
+        """CRC-32 over every table entry in use, size and offset (tables that code alike)."""
         crc = 0
         for row, n, off in zip(self.cdfs, self.sizes, self.offsets, strict=True):
             crc = zlib.crc32(struct.pack(f"<ii{n}i", n, off, *row[:n]), crc)
@@ -130,7 +131,7 @@ def check_tables(
     has width >= 1; without ``escape`` the escape has width 0; offsets keep every value in int32.
     """
     if not (len(cdfs) == len(sizes) == len(offsets)) or not 1 <= len(cdfs) <= 1 << 16:
-        raise error("entropy tables: counts of tables, sizes and offsets differ or are out of range")
+        raise error("entropy tables: counts of tables, sizes and offsets differ or out of range")
     for i, (row, n, off) in enumerate(zip(cdfs, sizes, offsets, strict=True)):
         if not 3 <= n <= len(row) <= MAX_TABLE:
             raise error(f"entropy table {i}: size {n} for {len(row)} entries")
@@ -140,7 +141,7 @@ def check_tables(
             raise error(f"entropy table {i} is not a CDF from 0 to 2^{PRECISION}")
         if (widths[-1] > 0) != escape:
             raise error(f"entropy table {i}: escape symbol has the wrong width")
-        if not (-(1 << 31) <= off and off + n < 1 << 31):
+        if not (off >= -(1 << 31) and off + n < 1 << 31):
             raise error(f"entropy table {i}: offset {off} out of range")
 
 
@@ -313,14 +314,10 @@ class IsolatedDecoder:
     def close(self) -> None:
         if self.pid:
             for fd in (self._req, self._res):
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             os.waitpid(self.pid, 0)
             self.pid = 0
 

@@ -209,7 +209,8 @@ def decode_state(data: bytes) -> dict[str, torch.Tensor]:
     if r.pos != len(body):
         raise SaicmError("coded weights have trailing bytes")
     if legacy:
-        for (name, _, _, shape, scale, dtype), q in zip(legacy, _decode_isolated(legacy)):
+        decoded = _decode_isolated(legacy)
+        for (name, _, _, shape, scale, dtype), q in zip(legacy, decoded, strict=True):
             state[name] = dequantize(torch.from_numpy(q).reshape(shape), scale).to(dtype)
     return state
 
