@@ -171,7 +171,7 @@ def test_float32_decoder_is_detected_or_identical(tiny_model, photo):
         def forward(self, z_hat):
             return h_s32(z_hat.float()).double()
 
-    latents._PARAMS[m.net] = Float32()
+    latents._PARAMS[m.net] = (None, Float32())  # None: keep it whatever the weights
     try:
         got = decode(data, m)
     except BitstreamError as exc:
@@ -286,3 +286,16 @@ def test_header_crc_is_still_checked_first(tiny_model, photo):
     data[-10] ^= 1
     with pytest.raises(BitstreamError, match="checksum"):
         decode(bytes(data), tiny_model)
+
+
+def test_float64_copy_and_tables_follow_the_weights(tiny_model):
+    m = _perturbed(tiny_model, "cache")
+    p = latents._param_net(m.net)
+    tables = latents.coding_tables(m.net)
+    assert latents._param_net(m.net) is p and latents.coding_tables(m.net) is tables
+    with torch.no_grad():
+        m.net.h_s[0].weight.mul_(1.5)
+    p2 = latents._param_net(m.net)
+    assert p2 is not p and torch.equal(p2[0].weight, m.net.h_s[0].weight.double())
+    m.net.update(scale_table=get_scale_table(levels=64), force=True)
+    assert latents.coding_tables(m.net) is not tables

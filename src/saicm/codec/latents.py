@@ -70,48 +70,70 @@ ARITHMETIC = (
 )
 
 
+_PARAM_MODULES_TCM = (
+    "h_mean_s",
+    "h_scale_s",
+    "atten_mean",
+    "atten_scale",
+    "cc_mean_transforms",
+    "cc_scale_transforms",
+    "lrp_transforms",
+)
+
+
+def _sources(net: CompressionModel) -> list[nn.Module]:
+    if isinstance(net, TCM):
+        return [net._modules[k] for k in _PARAM_MODULES_TCM]
+    if isinstance(net, MeanScaleHyperprior):
+        return [net.h_s]
+    raise ModelError(f"saicm cannot code latents of {type(net).__name__}")
+
+
+def _state_key(tensors) -> tuple:
+    """Identity, storage and in-place version of each tensor: changes when weights or tables
+    are replaced or modified (inference tensors keep no version: identity and storage only)."""
+    return tuple((id(t), t.data_ptr(), -1 if t.is_inference() else t._version) for t in tensors)
+
+
 def _param_net(net: CompressionModel) -> nn.Module:
-    """A float64, channels-first copy of the modules that compute the entropy parameters."""
-    p = _PARAMS.get(net)
-    if p is None:
-        if isinstance(net, TCM):
-            p = copy.copy(net)
-            keep = (
-                "h_mean_s",
-                "h_scale_s",
-                "atten_mean",
-                "atten_scale",
-                "cc_mean_transforms",
-                "cc_scale_transforms",
-                "lrp_transforms",
-            )
-            p._parameters, p._buffers = {}, {}
-            p._modules = {k: copy.deepcopy(net._modules[k]) for k in keep}
-        elif isinstance(net, MeanScaleHyperprior):
-            p = copy.deepcopy(net.h_s)
-        else:
-            raise ModelError(f"saicm cannot code latents of {type(net).__name__}")
-        p = p.double().to(memory_format=torch.contiguous_format).eval()
-        for t in p.parameters():
-            t.requires_grad_(False)
-        _PARAMS[net] = p
+    """A float64, channels-first copy of the modules that compute the entropy parameters
+    (cached; rebuilt when the network's weights change)."""
+    sources = _sources(net)
+    key = _state_key(t for m in sources for t in m.parameters())
+    cached = _PARAMS.get(net)
+    if cached is not None and (cached[0] is None or cached[0] == key):
+        return cached[1]
+    if isinstance(net, TCM):
+        p = copy.copy(net)
+        p._parameters, p._buffers = {}, {}
+        p._modules = {k: copy.deepcopy(net._modules[k]) for k in _PARAM_MODULES_TCM}
+    else:
+        p = copy.deepcopy(net.h_s)
+    p = p.double().to(memory_format=torch.contiguous_format).eval()
+    for t in p.parameters():
+        t.requires_grad_(False)
+    _PARAMS[net] = (key, p)
     return p
 
 
 def coding_tables(net: CompressionModel, escape: bool = False) -> tuple[Tables, Tables]:
-    """The checked ``(z, y)`` tables of a model (escape-free unless ``escape``), cached."""
-    key = (net, escape)
+    """The checked ``(z, y)`` tables of a model (escape-free unless ``escape``), cached until
+    the model's CDF tables change."""
+    eb, gc = net.entropy_bottleneck, net.gaussian_conditional
+    bufs = [e._quantized_cdf for e in (eb, gc)] + [e._cdf_length for e in (eb, gc)]
+    bufs += [e._offset for e in (eb, gc)]
+    key = (_state_key(bufs), escape)
     cache = _TABLES.setdefault(net, {})
-    if key[1] not in cache:
-        eb, gc = net.entropy_bottleneck, net.gaussian_conditional
+    if key not in cache:
         try:
-            cache[escape] = tuple(
+            cache.clear()
+            cache[key] = tuple(
                 Tables.from_model(e.quantized_cdf, e.cdf_length, e.offset, escape=escape)
                 for e in (eb, gc)
             )
         except BitstreamError as exc:
             raise ModelError(f"the model's CDF tables are unusable ({exc})") from None
-    return cache[escape]
+    return cache[key]
 
 
 def tables_crc(net: CompressionModel) -> int:
