@@ -139,7 +139,8 @@ def interleaved(repeats: int) -> None:
     x, _ = pad_to_multiple(to_tensor(img), 64)
     path = f"{tempfile.mkdtemp()}/mbt.pt"
     cfg = {"N": 128, "M": 192}
-    mbt = export_model(path, create_model("mbt2018-mean"), name="m", arch="mbt2018-mean", config=cfg)
+    net = create_model("mbt2018-mean")
+    mbt = export_model(path, net, name="m", arch="mbt2018-mean", config=cfg)
     models = {ANCHOR: None, "mbt2018-mean (random weights)": mbt, DEFAULT_MODEL: load_model()}
     times: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in models}
     sizes: dict[str, int] = {}
