@@ -36,14 +36,30 @@ def sic_v1(name, whash, h, w, pad_b, pad_r, zh, zw, strings):
     return body + struct.pack(">I", zlib.crc32(body))
 
 
+def _varint(v):
+    out = bytearray()
+    while True:
+        byte, v = v & 0x7F, v >> 7
+        out.append(byte | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def _side(pairs, code):
+    out, prev = b"", -1
+    for p, v in pairs:  # crafted files may go backwards: the gap is then clamped at 0
+        out += _varint(max(p - prev - 1, 0)) + _varint(code(v))
+        prev = p
+    return out
+
+
 def sic_v2(name, whash, h, w, pad, zh, zw, strings, checks=(0, 0, 0), sig=(), out=()):
     n = name.encode()
     body = b"SAIC" + bytes([2, len(n)]) + n + whash
     body += struct.pack(">IIHHHHHHB", h, w, *pad, zh, zw, len(strings))
     body += struct.pack(f">{len(strings)}I", *map(len, strings))
-    body += struct.pack(">IIIII", *checks, len(sig), len(out))
-    body += b"".join(struct.pack(">IH", p, i) for p, i in sig)
-    body += b"".join(struct.pack(">Ii", p, v) for p, v in out)
+    body += struct.pack(">III", *checks) + _varint(len(sig)) + _varint(len(out))
+    body += _side(sig, lambda i: i) + _side(out, lambda v: 2 * v if v >= 0 else -2 * v - 1)
     return body + b"".join(strings) + struct.pack(">I", zlib.crc32(body + b"".join(strings)))
 
 

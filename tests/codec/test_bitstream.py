@@ -57,23 +57,36 @@ def test_version_1_layout_still_parses_with_its_padding_mapped():
 
 
 @pytest.mark.parametrize(
-    ("checks", "message"),
+    "checks",
+    [Checks(1, 2, 3, ((9, 1), (5, 7))), Checks(1, 2, 3, (), ((4, 0), (4, 1)))],
+)
+def test_side_information_out_of_order_cannot_be_written(checks):
+    with pytest.raises(ValueError, match="increase"):
+        pack(Bitstream(**{**SAMPLE.__dict__, "checks": checks}))
+
+
+def _side_file(side: bytes) -> bytes:
+    """SAMPLE with its side information replaced by raw bytes (CRC made valid)."""
+    data = pack(SAMPLE)
+    start = data.index(struct.pack(">III", 1, 2, 3)) + 12
+    end = len(data) - 4 - sum(len(s) for s in SAMPLE.strings)
+    return _with_crc(data[:start] + side + data[end:-4])
+
+
+@pytest.mark.parametrize(
+    ("side", "message"),
     [
-        (Checks(1, 2, 3, ((9, 1), (5, 7))), "out of order"),
-        (Checks(1, 2, 3, (), ((4, 0), (4, 1))), "out of order"),
+        (b"\xff\xff\xff\xff\x7f\x00", "more side information"),  # 2^35 - 1 entries
+        (b"\x05\x00", "more side information"),
+        (b"\x01\x00\x80\x80", "truncated"),
+        (b"\x01\x00\x80\x80\x80\x80\x80\x01", "over-long"),
+        (b"\x01\x00\x00\x80\x80\x04", "index out of range"),
+        (b"\x00\x01\x00\x80\x80\x80\x80\x10", "outside int32"),
     ],
 )
-def test_side_information_is_validated(checks, message):
+def test_hostile_side_information_is_refused(side, message):
     with pytest.raises(BitstreamError, match=message):
-        unpack(pack(Bitstream(**{**SAMPLE.__dict__, "checks": checks})))
-
-
-def test_declared_side_information_beyond_the_file_is_refused():
-    data = pack(SAMPLE)
-    pos = data.index(struct.pack(">III", 1, 2, 3)) + 12
-    bad = data[:pos] + struct.pack(">I", 10**6) + data[pos + 4 : -4]
-    with pytest.raises(BitstreamError, match="side information"):
-        unpack(_with_crc(bad))
+        unpack(_side_file(side))
 
 
 def test_absurd_image_size_is_refused_before_decoding():

@@ -18,10 +18,11 @@ Layout of format version 2 (all integers big-endian)::
     ...     4     CRC-32 of the entropy tables the encoder used (saicm.codec.entropy.Tables)
     ...     4     CRC-32 of every symbol's table index, in coding order (int32 little-endian)
     ...     4     CRC-32 of every decoded symbol, in coding order (int32 little-endian)
-    ...     4     s = number of signalled indexes
-    ...     4     o = number of outliers
-    ...     6*s   signalled indexes: position (u32), table index (u16), positions increasing
-    ...     8*o   outliers: position (u32), true symbol (i32), positions increasing
+    ...     v     s = number of signalled indexes (varint: LEB128, at most 5 bytes)
+    ...     v     o = number of outliers (varint)
+    ...     2v*s  signalled indexes: gap to the previous position minus 1 (varint; the first
+                  counts from -1), table index (varint)
+    ...     2v*o  outliers: position gap as above (varint), true symbol (zigzag varint)
     ...           the strings, one after the other
     end-4   4     CRC-32 of every byte before it
 
@@ -37,7 +38,6 @@ file fails with :class:`~saicm.errors.BitstreamError` and never reaches the entr
 
 from __future__ import annotations
 
-import itertools
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -54,9 +54,10 @@ HASH_BYTES = 8
 MAX_STRINGS = 16
 _DIMS_V1 = struct.Struct(">IIHHHHB")
 _DIMS = struct.Struct(">IIHHHHHHB")
-_CHECKS = struct.Struct(">IIIII")
-_SIGNALLED = struct.Struct(">IH")
-_OUTLIER = struct.Struct(">Ii")
+_CHECKS = struct.Struct(">III")
+#: Positions and values of the side information are unsigned LEB128 varints (7 bits a byte);
+#: none is over 2^35 - 1, so none takes more than 5 bytes.
+_VARINT_MAX_BYTES = 5
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,8 @@ class Bitstream:
         return len(pack(self)) - sum(len(s) for s in self.strings)
 
 
-def _u32(v: int) -> int:
-    if not 0 <= v < 1 << 32:
-        raise ValueError("field out of range")
-    return v
+def _unzigzag(v: int) -> int:
+    return -((v + 1) >> 1) if v & 1 else v >> 1
 
 
 def pack(bs: Bitstream) -> bytes:
@@ -137,11 +136,10 @@ def pack(bs: Bitstream) -> bytes:
         if c is None:
             raise ValueError("version 2 needs checks")
         dims = _DIMS.pack(bs.height, bs.width, *bs.pad, *bs.latent_shape, n)
-        checks = _CHECKS.pack(
-            c.tables, c.indexes, c.symbols, _u32(len(c.signalled)), _u32(len(c.outliers))
-        )
-        checks += b"".join(_SIGNALLED.pack(p, i) for p, i in c.signalled)
-        checks += b"".join(_OUTLIER.pack(p, v) for p, v in c.outliers)
+        checks = _CHECKS.pack(c.tables, c.indexes, c.symbols)
+        checks += _varint(len(c.signalled)) + _varint(len(c.outliers))
+        checks += _side(c.signalled, lambda i: i)
+        checks += _side(c.outliers, lambda v: 2 * v if v >= 0 else -2 * v - 1)  # zigzag
     else:
         raise ValueError(f"cannot write format version {bs.version}")
     parts = [
@@ -158,8 +156,50 @@ def pack(bs: Bitstream) -> bytes:
     return body + struct.pack(">I", zlib.crc32(body))
 
 
-def _increasing(pairs: list[tuple[int, int]]) -> bool:
-    return all(a[0] < b[0] for a, b in itertools.pairwise(pairs))
+def _varint(v: int) -> bytes:
+    if not 0 <= v < 1 << (7 * _VARINT_MAX_BYTES):
+        raise ValueError("side information out of range")
+    out = bytearray()
+    while True:
+        byte, v = v & 0x7F, v >> 7
+        out.append(byte | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def _side(pairs: tuple[tuple[int, int], ...], code) -> bytes:
+    """Pairs ``(position, value)`` as varints: the gap to the previous position (minus one, so
+    positions strictly increase by construction) and the coded value."""
+    out, prev = bytearray(), -1
+    for pos, value in pairs:
+        if pos <= prev:
+            raise ValueError("side information positions must increase")
+        out += _varint(pos - prev - 1) + _varint(code(value))
+        prev = pos
+    return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    v = 0
+    for i in range(_VARINT_MAX_BYTES):
+        if pos >= end:
+            raise BitstreamError("truncated .sic file (side information)")
+        byte = data[pos]
+        pos += 1
+        v |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return v, pos
+    raise BitstreamError(".sic file has an over-long number in its side information")
+
+
+def _read_side(data: bytes, pos: int, end: int, count: int, decode) -> tuple[list, int]:
+    pairs, prev = [], -1
+    for _ in range(count):
+        gap, pos = _read_varint(data, pos, end)
+        value, pos = _read_varint(data, pos, end)
+        prev += gap + 1
+        pairs.append((prev, decode(value)))
+    return pairs, pos
 
 
 def unpack(data: bytes) -> Bitstream:
@@ -208,17 +248,18 @@ def unpack(data: bytes) -> Bitstream:
     if version >= 2:
         if len(body) < pos + _CHECKS.size:
             raise BitstreamError("truncated .sic file")
-        tables, indexes, symbols, n_sig, n_out = _CHECKS.unpack_from(data, pos)
-        pos += _CHECKS.size
-        side = n_sig * _SIGNALLED.size + n_out * _OUTLIER.size
-        if pos + side > len(body):
+        tables, indexes, symbols = _CHECKS.unpack_from(data, pos)
+        end = len(body) - sum(lengths)  # the side information ends where the strings begin
+        n_sig, pos = _read_varint(data, pos + _CHECKS.size, end)
+        n_out, pos = _read_varint(data, pos, end)
+        if 2 * (n_sig + n_out) > end - pos:  # every entry takes at least two bytes
             raise BitstreamError(".sic file declares more side information than it holds")
-        signalled = list(_SIGNALLED.iter_unpack(data[pos : pos + n_sig * _SIGNALLED.size]))
-        pos += n_sig * _SIGNALLED.size
-        outliers = list(_OUTLIER.iter_unpack(data[pos : pos + n_out * _OUTLIER.size]))
-        pos += n_out * _OUTLIER.size
-        if not (_increasing(signalled) and _increasing(outliers)):
-            raise BitstreamError(".sic file has side information out of order")
+        signalled, pos = _read_side(data, pos, end, n_sig, lambda v: v)
+        outliers, pos = _read_side(data, pos, end, n_out, _unzigzag)
+        if any(i >= 1 << 16 for _, i in signalled):
+            raise BitstreamError(".sic file signals an entropy-model index out of range")
+        if any(not -(1 << 31) <= v < 1 << 31 for _, v in outliers):
+            raise BitstreamError(".sic file has an outlier outside int32")
         checks = Checks(tables, indexes, symbols, tuple(signalled), tuple(outliers))
     if pos + sum(lengths) != len(body):
         raise BitstreamError(".sic file length does not match its string table")
