@@ -16,8 +16,8 @@ stream without any bound:
 So the version-2 coding here never lets the decoder take the escape: every table handed to it
 gives the escape symbol zero width (``cdf[size-2] == cdf[size-1] == 2^16``; the decoder picks
 the symbol ``s`` with ``cdf[s] <= cum < cdf[s+1]``, ``cum < 2^16``, which is then never the
-escape), symbols outside a table's range are coded as the nearest in-range symbol and their
-true value is carried beside the stream (:class:`Outliers`), and every table, size, offset and
+escape), symbols outside a table's range are coded as their table's most probable symbol and
+their true value is carried beside the stream (:class:`Outliers`), and every table, size, offset and
 index is checked before the call (:func:`check_tables`). Reading is then at most
 ``8 + 4 * n_symbols`` bytes, and the stream is handed over padded with that many zero bytes:
 no read can leave the buffer, whatever the stream holds.
@@ -200,11 +200,22 @@ def encode_symbols(
     outliers = Outliers(out.astype(np.int64), sym[out].astype(np.int32))
     if out.size and (np.abs(outliers.values.astype(np.int64)) >= 1 << 31).any():
         raise ValueError("symbol outside int32")
-    coded = np.clip(sym, lo, hi)
+    # an outlier's place in the stream holds its table's most probable symbol (the cheapest:
+    # the decoder puts the true value there from the side information)
+    coded = np.where((sym < lo) | (sym > hi), _modes(tables)[idx], sym)
     stream = RansEncoder().encode_with_indexes(
         coded.tolist(), idx.tolist(), tables.cdfs, tables.sizes, tables.offsets
     )
     return bytes(stream), outliers
+
+
+def _modes(tables: Tables) -> np.ndarray:
+    """Each table's most probable real symbol (its value, offset included)."""
+    modes = [
+        off + int(np.argmax(np.diff(np.asarray(row[: n - 1]))))
+        for row, n, off in zip(tables.cdfs, tables.sizes, tables.offsets, strict=True)
+    ]
+    return np.asarray(modes, dtype=np.int64)
 
 
 class StreamDecoder:
