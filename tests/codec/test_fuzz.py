@@ -22,6 +22,6 @@ def test_crafted_and_mutated_files_fail_cleanly(tmp_path):
     counts = json.loads(r.stdout.strip().splitlines()[-1])
     for kind in ("sic", "weights"):
         c = counts[kind]
-        assert c["tried"] > 80
+        assert c["tried"] > 60
         assert c["crashes"] == 0 and c["hangs"] == 0 and c["unexpected"] == 0, c
         assert c["ok"] >= 1 and c["clean"] > c["tried"] // 2  # the valid file still decodes
