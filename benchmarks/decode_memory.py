@@ -4,8 +4,8 @@
         [--models sa-icm-mbt-hed-0.05 tcm-small]
 
 Each file is encoded in one process and decoded in a fresh one; the figure is the growth of
-the peak resident memory (``ru_maxrss``) over the process after loading the model and reading the file. Results:
-docs/BENCHMARKS.md.
+the peak resident memory (``ru_maxrss``) over the process after loading the model and reading
+the file. Results: docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
