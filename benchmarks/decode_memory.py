@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import queue
 import resource
 
 
@@ -26,7 +27,8 @@ def _one(model_name: str, side: int, data: bytes | None, queue) -> None:
     from saicm.codec import create_model, export_model, get_architecture, load_model
 
     torch.set_num_threads(1)
-    if model_name in ("tcm", "tcm-small"):
+    if model_name in ("tcm", "tcm-small"):  # random weights, the same in both processes
+        torch.manual_seed(0)
         path = f"{tempfile.mkdtemp()}/{model_name}.pt"
         cfg = get_architecture(model_name).config
         model = export_model(
@@ -61,7 +63,13 @@ def main() -> None:
                 q = ctx.Queue()
                 p = ctx.Process(target=_one, args=(name, side, data, q))
                 p.start()
-                data = q.get()
+                while True:  # its result, or its failure
+                    try:
+                        data = q.get(timeout=5)
+                        break
+                    except queue.Empty:
+                        if not p.is_alive():
+                            raise SystemExit(f"{name} {side}: the child process failed") from None
                 p.join()
             mb = data
             print(f"| {name} | {side}x{side} | {mb:.0f} | {mb * 2**20 / side**2:.0f} |", flush=True)
