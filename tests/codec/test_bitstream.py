@@ -10,10 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from saicm.codec import Bitstream, decode, encode, pack, unpack
+from saicm.codec.bitstream import Checks
 from saicm.errors import BitstreamError, SaicmError
 
+CHECKS = Checks(1, 2, 3, ((5, 7), (9, 1)), ((0, -4), (11, 1 << 20)))
 SAMPLE = Bitstream(
-    "tiny", b"\x01" * 8, 100, 150, (14, 21, 14, 21), (2, 3), (b"yyyy-strings", b"zz")
+    "tiny", b"\x01" * 8, 100, 150, (14, 21, 14, 21), (2, 3), (b"yyyy-strings", b"zz"), CHECKS
 )
 
 
@@ -46,9 +48,50 @@ def test_bad_files_fail_with_a_clear_message(mutate, message):
         unpack(mutate(pack(SAMPLE)))
 
 
+def test_version_1_layout_still_parses_with_its_padding_mapped():
+    v1 = Bitstream("tiny", b"\x01" * 8, 100, 150, (0, 0, 28, 42), (2, 3), (b"y", b"z"), None, 1)
+    data = pack(v1)
+    assert data[4] == 1
+    back = unpack(data)
+    assert back == v1 and back.pad == (0, 0, 28, 42) and back.checks is None
+
+
+@pytest.mark.parametrize(
+    "checks",
+    [Checks(1, 2, 3, ((9, 1), (5, 7))), Checks(1, 2, 3, (), ((4, 0), (4, 1)))],
+)
+def test_side_information_out_of_order_cannot_be_written(checks):
+    with pytest.raises(ValueError, match="increase"):
+        pack(Bitstream(**{**SAMPLE.__dict__, "checks": checks}))
+
+
+def _side_file(side: bytes) -> bytes:
+    """SAMPLE with its side information replaced by raw bytes (CRC made valid)."""
+    data = pack(SAMPLE)
+    start = data.index(struct.pack(">III", 1, 2, 3)) + 12
+    end = len(data) - 4 - sum(len(s) for s in SAMPLE.strings)
+    return _with_crc(data[:start] + side + data[end:-4])
+
+
+@pytest.mark.parametrize(
+    ("side", "message"),
+    [
+        (b"\xff\xff\xff\xff\x7f\x00", "more side information"),  # 2^35 - 1 entries
+        (b"\x05\x00", "more side information"),
+        (b"\x01\x00\x80\x80", "truncated"),
+        (b"\x01\x00\x80\x80\x80\x80\x80\x01", "over-long"),
+        (b"\x01\x00\x00\x80\x80\x04", "index out of range"),
+        (b"\x00\x01\x00\x80\x80\x80\x80\x10", "outside int32"),
+    ],
+)
+def test_hostile_side_information_is_refused(side, message):
+    with pytest.raises(BitstreamError, match=message):
+        unpack(_side_file(side))
+
+
 def test_absurd_image_size_is_refused_before_decoding():
     huge = Bitstream(
-        "tiny", b"\x01" * 8, 100_000, 100_000, (0, 0, 0, 0), (1563, 1563), (b"y", b"z")
+        "tiny", b"\x01" * 8, 100_000, 100_000, (0,) * 4, (1563, 1563), (b"y", b"z"), CHECKS
     )
     with pytest.raises(BitstreamError, match="invalid image size"):
         unpack(pack(huge))

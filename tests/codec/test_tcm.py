@@ -117,7 +117,7 @@ def test_tcm_small_codes_and_decodes_what_forward_predicts():
     with torch.no_grad():
         expected = net(x)["x_hat"].clamp(0, 1)
         out = net.compress(x)
-        got = net.decompress(out["strings"], out["shape"])["x_hat"]
+        got = net.decompress(out["strings"], out["shape"], out["checks"])["x_hat"]
     assert got.shape == x.shape
     torch.testing.assert_close(got, expected, atol=2e-4, rtol=0)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -59,3 +61,67 @@ def test_damaged_streams_fail_cleanly():
         decode_state(data[:-10])
     with pytest.raises(SaicmError):
         encode_state({"c": torch.zeros(3, dtype=torch.complex64)})
+
+
+def test_a_tensor_of_one_value_codes():
+    # one symbol would get the full width 2^16, which CompressAI's encoder (uint16) divides by
+    state = {"w": torch.full((16, 4, 4), -0.5)}
+    back = decode_state(encode_state(state, min_numel=16))
+    assert torch.equal(back["w"], state["w"])
+
+
+def _stream(version: int, cdf: list[int], stream: bytes, shape=(4, 4), qmin: int = -1) -> bytes:
+    import struct
+    import zlib
+
+    out = b"SAIW" + struct.pack("<BI", version, 1) + struct.pack("<H", 1) + b"w"
+    out += struct.pack(f"<BBB{len(shape)}I", 1, 0, len(shape), *shape)
+    out += struct.pack("<B", 8) + struct.pack(f"<{shape[0]}f", *[0.1] * shape[0])
+    out += struct.pack(f"<iI{len(cdf)}i", qmin, len(cdf), *cdf)
+    out += struct.pack("<I", len(stream)) + stream
+    return out + struct.pack("<I", zlib.crc32(out))
+
+
+@pytest.mark.parametrize(
+    ("cdf", "message"),
+    [
+        ([], "size"),  # zero-length CDF
+        ([0], "size"),
+        ([70000, 80000, 90000], "not a CDF"),  # cdf[0] > 2^16
+        ([0, 65536, 30000, 65536], "not a CDF"),  # not monotone
+        ([0, 30000, 65535], "not a CDF"),  # does not end at 2^16
+        ([0, 30000, 65000, 65536], "escape"),  # version 2 must have a zero-width escape
+    ],
+)
+def test_hostile_tables_are_refused_before_the_native_decoder(cdf, message):
+    with pytest.raises(SaicmError, match=message):
+        decode_state(_stream(2, cdf, b"\xff" * 4))
+
+
+@pytest.mark.parametrize("stream", [b"", b"\xff" * 4, b"\x00" * 3])
+def test_short_streams_decode_within_bounds(stream):
+    # a 4-byte (or empty) stream for 16 values: the decoder reads only the padded copy
+    state = decode_state(_stream(2, [0, 30000, 65536, 65536], stream))
+    assert state["w"].shape == (4, 4)
+
+
+def test_legacy_version_1_streams_still_decode():
+    from compressai._CXX import pmf_to_quantized_cdf
+    from compressai.ans import RansEncoder
+
+    symbols = [0, 1, -1, 0] * 4
+    cdf = list(pmf_to_quantized_cdf([0.25, 0.5, 0.25, 0.0], 16))  # -1, 0, 1 and the escape
+    stream = RansEncoder().encode_with_indexes(symbols, [0] * 16, [cdf], [len(cdf)], [-1])
+    state = decode_state(_stream(1, cdf, stream))
+    expected = torch.tensor(symbols, dtype=torch.float32).reshape(4, 4) * 0.1
+    assert torch.allclose(state["w"], expected)
+    # crafted version-1 streams that drive the escape's bypass reads: whatever the child does
+    # (decode garbage, crash), this process gets values or a clean error and lives on
+    for s in (b"\xff" * 8, b"\xff" * 64, b""):
+        with contextlib.suppress(SaicmError):
+            decode_state(_stream(1, [0, 100, 200, 65536], s, shape=(4, 4096)))
+
+
+def test_coded_sizes_are_bounded_before_allocation():
+    with pytest.raises(SaicmError, match="limit"):
+        decode_state(_stream(2, [0, 30000, 65536, 65536], b"", shape=(4, 1 << 30)))

@@ -16,6 +16,7 @@ import torch
 from ..errors import BitstreamError, ModelError
 from ..image import ImageLike, crop, to_array, to_rgb, to_tensor
 from .bitstream import Bitstream, pack, unpack
+from .latents import decode_latents, encode_latents
 from .zoo import TrainedModel, load_model
 
 __all__ = ["ModelLike", "decode", "encode", "resolve_model"]
@@ -28,15 +29,9 @@ def resolve_model(model: ModelLike) -> TrainedModel:
     return model if isinstance(model, TrainedModel) else load_model(model)
 
 
-def _flatten(strings: list[list[bytes]]) -> tuple[bytes, ...]:
-    if any(len(group) != 1 for group in strings):
-        raise ValueError("expected one string per latent (batch of one image)")
-    return tuple(group[0] for group in strings)
-
-
 @torch.inference_mode()
 def encode(image: ImageLike, model: ModelLike = None) -> bytes:
-    """Code one image into the bytes of a ``.sic`` file.
+    """Code one image into the bytes of a ``.sic`` file (format version 2, with checks).
 
     The image is padded by the model's own rule (``model.padding``: saicm's models to a multiple
     of 64 at the bottom and right with edge pixels, the LIC-TCM / SA-ICM authors' checkpoints to
@@ -45,20 +40,36 @@ def encode(image: ImageLike, model: ModelLike = None) -> bytes:
     Arguments:
         image: a path, a PIL image or an ``(H, W, 3)`` array.
         model: a loaded model, an installed model's name, a model file, or ``None`` (default).
+
+    Raises:
+        ImageError: an unreadable or too large image.
+        ModelError: a model that cannot be loaded or computes NaN entropy parameters.
     """
     m = resolve_model(model)
     rgb = to_rgb(image)
     height, width = rgb.shape[:2]
     x, pad = m.padding.apply(to_tensor(rgb))
-    out = m.net.compress(x.contiguous(memory_format=torch.channels_last))
-    shape = tuple(int(s) for s in out["shape"])
-    bs = Bitstream(m.name, m.hash_prefix, height, width, pad, shape, _flatten(out["strings"]))
+    coded = encode_latents(m.net, x.contiguous(memory_format=torch.channels_last))
+    bs = Bitstream(
+        m.name,
+        m.hash_prefix,
+        height,
+        width,
+        pad,
+        coded.latent_shape,
+        coded.strings,
+        coded.checks,
+    )
     return pack(bs)
 
 
 @torch.inference_mode()
 def decode(data: bytes, model: ModelLike = None, rounding: str | None = None) -> np.ndarray:
     """Decode ``.sic`` bytes into an ``(H, W, 3)`` uint8 RGB array.
+
+    A version-2 file decodes to the same symbols on every machine, or fails: see README,
+    "Decoding on another machine", and :mod:`saicm.codec.latents`. Version-1 files decode with
+    a :class:`~saicm.errors.SaicmWarning` (no check).
 
     Arguments:
         data: the file's bytes.
@@ -68,8 +79,10 @@ def decode(data: bytes, model: ModelLike = None, rounding: str | None = None) ->
             scripts truncate, ``nearest`` for saicm's models).
 
     Raises:
-        BitstreamError: the file is damaged, or its padding or latent size do not fit the model.
-        ModelError: the model is not the one (weights) that wrote the file.
+        BitstreamError: a damaged or foreign file, its padding or latent size do not fit the
+            model, or a failed check (the message names the likely cause: the decoder's
+            arithmetic, the entropy tables or the weights).
+        ModelError: the model is missing or has other weights than the file's.
         ValueError: another ``rounding``.
     """
     if rounding not in (None, "nearest", "floor"):
@@ -88,8 +101,12 @@ def decode(data: bytes, model: ModelLike = None, rounding: str | None = None) ->
         raise BitstreamError(f"padding {bs.pad} does not fit model {m.name!r}")
     if (ph // ds, pw // ds) != bs.latent_shape:  # z sits at 1/downsampling of the image
         raise BitstreamError(f"latent shape {bs.latent_shape} does not fit a {pw}x{ph} image")
-    try:
-        out = m.net.decompress([[s] for s in bs.strings], bs.latent_shape)
-    except (RuntimeError, ValueError, IndexError) as exc:
-        raise BitstreamError(f"entropy decoding failed ({exc})") from None
-    return to_array(crop(out["x_hat"], bs.height, bs.width, top, left), rounding or m.rounding)
+    y_hat = decode_latents(m.net, bs.strings, bs.latent_shape, bs.checks)
+    x_hat = m.net.g_s(y_hat.contiguous(memory_format=torch.channels_last))
+    if not torch.isfinite(x_hat).all():
+        raise BitstreamError(
+            "decoding produced NaN or inf pixels: the weights do not belong to this file, or "
+            "the model is broken"
+        )
+    x_hat = crop(x_hat.clamp_(0, 1), bs.height, bs.width, top, left)
+    return to_array(x_hat, rounding or m.rounding)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import (
     ResidualBlockUpsample,
@@ -182,52 +181,30 @@ class TCM(CompressionModel):
 
     @torch.no_grad()
     def compress(self, x: Tensor) -> dict[str, object]:
+        """Code one image ``(1, 3, H, W)`` (sides a multiple of 64) with saicm's checked coding
+        (:func:`saicm.codec.latents.encode_latents`: float64 entropy parameters, signalled
+        near-boundary indexes, escape-free rANS). Returns ``strings`` (``[[z], [y]]``),
+        ``shape`` (of ``z``) and ``checks`` (what :meth:`decompress` verifies)."""
+        from .latents import encode_latents
+
         if x.size(0) != 1:
             raise ValueError("TCM.compress codes one image at a time")
-        y = self.g_a(x)
-        z = self.h_a(y)
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
-        latent_scales = self.h_scale_s(z_hat)
-        latent_means = self.h_mean_s(z_hat)
-
-        gc = self.gaussian_conditional
-        cdf = gc.quantized_cdf.tolist()
-        cdf_lengths = gc.cdf_length.reshape(-1).int().tolist()
-        offsets = gc.offset.reshape(-1).int().tolist()
-        symbols: list[int] = []
-        indexes: list[int] = []
-        done: list[Tensor] = []
-        for i, y_slice in enumerate(y.chunk(self.num_slices, 1)):
-            mu, scale, mean_support = self._slice_params(
-                i, done, latent_means, latent_scales, y.shape[2:]
-            )
-            q = gc.quantize(y_slice, "symbols", mu)
-            symbols.extend(q.reshape(-1).tolist())
-            indexes.extend(gc.build_indexes(scale).reshape(-1).tolist())
-            done.append(self._refine(i, mean_support, q + mu))
-        encoder = BufferedRansEncoder()
-        encoder.encode_with_indexes(symbols, indexes, cdf, cdf_lengths, offsets)
-        return {"strings": [[encoder.flush()], z_strings], "shape": z.size()[-2:]}
+        coded = encode_latents(self, x)
+        return {
+            "strings": [[s] for s in coded.strings],
+            "shape": coded.latent_shape,
+            "checks": coded.checks,
+        }
 
     @torch.no_grad()
-    def decompress(self, strings: list[list[bytes]], shape: Sequence[int]) -> dict[str, Tensor]:
-        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        latent_scales = self.h_scale_s(z_hat)
-        latent_means = self.h_mean_s(z_hat)
-        size = torch.Size((z_hat.shape[2] * 4, z_hat.shape[3] * 4))
+    def decompress(
+        self, strings: list[list[bytes]], shape: Sequence[int], checks=None
+    ) -> dict[str, Tensor]:
+        """Decode what :meth:`compress` returned (``checks`` given), or with ``checks=None`` the
+        strings ``[[y], [z]]`` of CompressAI-style coding (float32, unchecked, decoded in an
+        isolated process, with a warning). Raises :class:`~saicm.errors.BitstreamError` when a
+        check fails or a stream is damaged."""
+        from .latents import decode_latents
 
-        gc = self.gaussian_conditional
-        cdf = gc.quantized_cdf.tolist()
-        cdf_lengths = gc.cdf_length.reshape(-1).int().tolist()
-        offsets = gc.offset.reshape(-1).int().tolist()
-        decoder = RansDecoder()
-        decoder.set_stream(strings[0][0])
-        done: list[Tensor] = []
-        for i in range(self.num_slices):
-            mu, scale, mean_support = self._slice_params(i, done, latent_means, latent_scales, size)
-            index = gc.build_indexes(scale)
-            values = decoder.decode_stream(index.reshape(-1).tolist(), cdf, cdf_lengths, offsets)
-            q = torch.tensor(values, dtype=mu.dtype, device=mu.device).reshape(mu.shape)
-            done.append(self._refine(i, mean_support, gc.dequantize(q, mu)))
-        return {"x_hat": self.g_s(torch.cat(done, dim=1)).clamp_(0, 1)}
+        y_hat = decode_latents(self, tuple(s[0] for s in strings), tuple(shape), checks)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}

@@ -14,6 +14,14 @@ Layout (little-endian)::
       raw:   the tensor's bytes
       coded: u8 bits, f32 scale x dim0, i32 qmin, u32 cdf length, i32 cdf..., u32 n, rANS bytes
     u32 CRC-32 of everything before it
+
+Version 2 (written now) codes with an escape-free table (``cdf[length-2] == 2^16``: every
+symbol lies in ``qmin .. qmin+length-3`` by construction), so the native rANS decoder's reads
+are bounded and it runs on the padded stream (:class:`saicm.codec.entropy.StreamDecoder`).
+Every table is checked first (starts at 0, ends at ``2^16``, non-decreasing, sizes), and a coded
+tensor holds at most ``MAX_CODED_NUMEL`` values. Version-1 streams (escape-bearing tables) are
+decoded by the native decoder in a forked child process (``isolated_call``), so a crafted one
+can only fail, not crash or hang the caller.
 """
 
 from __future__ import annotations
@@ -25,13 +33,18 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from ..codec.entropy import MAX_TABLE, StreamDecoder, Tables, check_tables, isolated_call
 from ..errors import SaicmError
 
 __all__ = ["decode_state", "dequantize", "encode_state", "quantize"]
 
 MAGIC = b"SAIW"
-VERSION = 1
+VERSION = 2
+READ_VERSIONS = (1, 2)
 PRECISION = 16  # bits of the rANS frequency tables
+#: Most values in one coded tensor (the largest LIC-TCM tensor has 0.6 M); bounds the memory a
+#: stream can make the decoder allocate (about 16 bytes per value).
+MAX_CODED_NUMEL = 1 << 24
 
 _DTYPES = [
     torch.float32,
@@ -75,8 +88,11 @@ def _cdf(symbols: np.ndarray, qmin: int, qmax: int) -> list[int]:
 
     counts = np.bincount(symbols - qmin, minlength=qmax - qmin + 1).astype(np.float64)
     pmf = counts / counts.sum()
-    # The last slot is the coder's escape symbol: never used, so the smallest mass it can have.
-    return list(pmf_to_quantized_cdf([*pmf.tolist(), 0.0], PRECISION))
+    # The last slot is the coder's escape symbol: never used, so it gets zero width (its one
+    # unit goes to the last real symbol), which bounds the decoder's reads.
+    cdf = list(pmf_to_quantized_cdf([*pmf.tolist(), 0.0], PRECISION))
+    cdf[-2] = 1 << PRECISION
+    return cdf
 
 
 def encode_state(
@@ -105,7 +121,9 @@ def encode_state(
             continue
         q, scale = quantize(t, bits)
         symbols = q.flatten().numpy()
-        qmin, qmax = int(symbols.min()), int(symbols.max())
+        # at least two symbols: a lone one would get width 2^16, which the encoder's uint16
+        # overflows (division by zero)
+        qmin, qmax = int(symbols.min()), max(int(symbols.max()), int(symbols.min()) + 1)
         cdf = _cdf(symbols, qmin, qmax)
         stream = RansEncoder().encode_with_indexes(
             symbols.tolist(), [0] * symbols.size, [cdf], [len(cdf)], [qmin]
@@ -137,7 +155,7 @@ def decode_state(data: bytes) -> dict[str, torch.Tensor]:
 
     Raises :class:`SaicmError` on anything that is not a complete, intact weight stream.
     """
-    from compressai.ans import RansDecoder
+    import math
 
     if len(data) < len(MAGIC) + 9 or data[:4] != MAGIC:
         raise SaicmError("not a saicm weight stream")
@@ -147,9 +165,10 @@ def decode_state(data: bytes) -> dict[str, torch.Tensor]:
     r = _Reader(body)
     r.take(4)
     version, count = r.unpack("BI")
-    if version != VERSION:
+    if version not in READ_VERSIONS:
         raise SaicmError(f"weight stream version {version} not supported")
     state: dict[str, torch.Tensor] = {}
+    legacy: list[tuple[str, bytes, Tables, tuple[int, ...], torch.Tensor, torch.dtype]] = []
     for _ in range(count):
         (n,) = r.unpack("H")
         name = r.take(n).decode("utf-8", "replace")
@@ -158,7 +177,7 @@ def decode_state(data: bytes) -> dict[str, torch.Tensor]:
             raise SaicmError(f"{name}: unknown dtype code {dtype_code}")
         dtype = _DTYPES[dtype_code]
         shape = r.unpack(f"{ndim}I")
-        numel = int(np.prod(shape)) if shape else 1
+        numel = math.prod(shape)
         if not coded:
             storage = torch.int16 if dtype == torch.bfloat16 else dtype
             size = numel * torch.empty((), dtype=storage).element_size()
@@ -166,17 +185,68 @@ def decode_state(data: bytes) -> dict[str, torch.Tensor]:
             t = torch.from_numpy(arr.copy()).reshape(shape)
             state[name] = t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
             continue
-        if ndim == 0:
-            raise SaicmError(f"{name}: a coded tensor needs a shape")
+        if ndim == 0 or 0 in shape:
+            raise SaicmError(f"{name}: a coded tensor needs a shape with values")
+        if numel > MAX_CODED_NUMEL:
+            raise SaicmError(f"{name}: {numel} coded values, above the limit {MAX_CODED_NUMEL}")
+        if not dtype.is_floating_point:
+            raise SaicmError(f"{name}: a coded tensor must be floating point")
         r.take(1)  # the bit depth: informative, the scales carry everything needed
         scale = torch.from_numpy(np.frombuffer(r.take(4 * shape[0]), "<f4").copy())
         qmin, length = r.unpack("iI")
+        if length > MAX_TABLE:
+            raise SaicmError(f"{name}: entropy table of {length} entries")
         cdf = list(r.unpack(f"{length}i"))
         (size,) = r.unpack("I")
         stream = r.take(size)
-        symbols = RansDecoder().decode_with_indexes(stream, [0] * numel, [cdf], [length], [qmin])
-        q = torch.tensor(symbols, dtype=torch.int32).reshape(shape)
+        tables = _tables(name, cdf, qmin, escape=version == 1)
+        if version == 1:
+            legacy.append((name, stream, tables, shape, scale, dtype))
+            continue
+        symbols = StreamDecoder(stream, numel, tables, SaicmError).decode(np.zeros(numel, np.int64))
+        q = torch.from_numpy(symbols).reshape(shape)
         state[name] = dequantize(q, scale).to(dtype)
     if r.pos != len(body):
         raise SaicmError("coded weights have trailing bytes")
+    if legacy:
+        decoded = _decode_isolated(legacy)
+        for (name, _, _, shape, scale, dtype), q in zip(legacy, decoded, strict=True):
+            state[name] = dequantize(torch.from_numpy(q).reshape(shape), scale).to(dtype)
     return state
+
+
+def _tables(name: str, cdf: list[int], qmin: int, escape: bool) -> Tables:
+    """The one table of a coded tensor, checked (:func:`saicm.codec.entropy.check_tables`)."""
+    tables = Tables([cdf], [len(cdf)], [qmin], escape)
+    try:
+        check_tables(tables.cdfs, tables.sizes, tables.offsets, escape=escape, error=SaicmError)
+    except SaicmError as exc:
+        raise SaicmError(f"{name}: {exc}") from None
+    return tables
+
+
+def _decode_isolated(legacy: list) -> list[np.ndarray]:
+    """Version-1 (escape-bearing) tensors, decoded natively in one forked child process."""
+    import math
+
+    def work() -> bytes:
+        from compressai.ans import RansDecoder
+
+        out = []
+        for _, stream, t, shape, _, _ in legacy:
+            n = math.prod(shape)
+            values = RansDecoder().decode_with_indexes(
+                bytes(stream) + bytes(8), [0] * n, t.cdfs, t.sizes, t.offsets
+            )
+            out.append(np.asarray(values, dtype="<i4").tobytes())
+        return b"".join(out)
+
+    raw = np.frombuffer(isolated_call(work, SaicmError), dtype="<i4")
+    parts, pos = [], 0
+    for _, _, _, shape, _, _ in legacy:
+        n = math.prod(shape)
+        parts.append(raw[pos : pos + n].astype(np.int32))
+        pos += n
+    if pos != raw.size:
+        raise SaicmError("coded weights: the legacy decoder returned the wrong count")
+    return parts
