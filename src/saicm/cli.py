@@ -660,10 +660,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # Before the parser: building it imports sub-commands, some of which import torch and
+    # CompressAI, whose deprecation notices are not the user's business.
     warnings.showwarning = _show_warning
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except SaicmError as exc:

@@ -132,7 +132,9 @@ def _content_settings(source_name: str, settings: dict) -> dict:
     return {"source": source_name, **{k: v for k, v in plain.items() if k not in _NOT_CONTENT}}
 
 
-def _check_folder(out: Path, done: dict[str, dict], source: MaskSource) -> None:
+def _check_folder(
+    out: Path, done: dict[str, dict], source: MaskSource, files: list[Path]
+) -> None:
     """Refuse a folder of masks from another source or other settings, or of masks saicm did
     not write (no manifest), instead of taking them for this run's finished work."""
     want = _content_settings(source.name, source.settings())
@@ -148,10 +150,14 @@ def _check_folder(out: Path, done: dict[str, dict], source: MaskSource) -> None:
                 f"{out} holds masks made with other settings ({stem}.png: {shown}); "
                 "choose another folder, or pass --overwrite to make them again"
             )
-    if not done and any(out.glob("*.png")):
+    # A folder with no manifest line at all was not made by saicm masks (with one, a mask
+    # without its line is the one in flight when a run was killed: made again). Only this
+    # shard's own targets count: other ranks of a torchrun write theirs at the same time.
+    foreign = [p for p in files if (out / f"{p.stem}.png").exists()] if not done else []
+    if foreign:
         raise SaicmError(
-            f"{out} holds PNG files that saicm masks did not write (no manifest); choose "
-            "another folder, or pass --overwrite to replace them"
+            f"{out} holds PNG files that saicm masks did not write (no manifest line for "
+            f"{foreign[0].stem}.png); choose another folder, or pass --overwrite to replace them"
         )
 
 
@@ -168,7 +174,7 @@ def _build(
 
     done = {} if overwrite else read_manifest(out)
     if not overwrite:
-        _check_folder(out, done, source)
+        _check_folder(out, done, source, files)
     manifest = out / f"manifest-{index}of{count}.jsonl"
     summary = BuildSummary()
     t0 = time.perf_counter()

@@ -206,7 +206,11 @@ def write_clip(
         for chunk in chunks:
             shape = _check_chunk(chunk, shape)
             for f in chunk:
-                save_image(f, tmp / f"frame_{count:05d}.png")
+                try:
+                    save_image(f, tmp / f"frame_{count:05d}.png")
+                except OSError as exc:  # name the user's folder, not the hidden one beside it
+                    why = exc.strerror or str(exc)
+                    raise SaicmError(f"{out}: cannot write frame {count} ({why})") from None
                 count += 1
         if not count:
             raise SaicmError("frames must be a non-empty (T, H, W, 3) uint8 array")
