@@ -321,3 +321,17 @@ def test_official_file_names_give_release_alpha_and_lambda(file, name, facts, re
     assert got_name == name and card["source"].startswith(release)
     assert {k: card[k] for k in ("alpha", "lmbda") if k in card} == facts
     assert card["sha256"] == "ab" * 32 and card["file"] == file
+
+
+def test_shipped_models_need_no_legacy_decoder():
+    """The shipped files' weights are coded as version 2 (bounded in-process rANS decoding; the
+    forked decoder of version 1 exists only on POSIX) and still hash to what their .sic files
+    name."""
+    from saicm.codec.zoo import SHIPPED_DIR, _from_blob
+
+    files = sorted(SHIPPED_DIR.glob("*.pt"))
+    assert len(files) == 12
+    for f in files:
+        blob = torch.load(f, map_location="cpu", weights_only=True)
+        assert blob["coded"][4].item() == 2, f.name
+        assert _from_blob(blob, f).weights_hash == blob["hash"]

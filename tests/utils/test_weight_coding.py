@@ -122,6 +122,26 @@ def test_legacy_version_1_streams_still_decode():
             decode_state(_stream(1, [0, 100, 200, 65536], s, shape=(4, 4096)))
 
 
+def test_a_legacy_stream_upgrades_to_version_2_with_identical_tensors(monkeypatch):
+    from compressai._CXX import pmf_to_quantized_cdf
+    from compressai.ans import RansEncoder
+
+    from saicm.utils import weight_coding
+
+    symbols = [0, 1, -1, 0, 1, 1, 0, 0] * 2
+    cdf = list(pmf_to_quantized_cdf([0.25, 0.5, 0.25, 0.0], 16))
+    stream = RansEncoder().encode_with_indexes(symbols, [0] * 16, [cdf], [len(cdf)], [-1])
+    legacy = _stream(1, cdf, stream)
+    new = weight_coding.upgrade_state(legacy)
+    assert legacy[4] == 1 and new[4] == 2
+    old_state = decode_state(legacy)
+    # version 2 decodes in this process: the forked legacy decoder is never asked
+    monkeypatch.setattr(weight_coding, "isolated_call", None)
+    new_state = decode_state(new)
+    assert torch.equal(new_state["w"], old_state["w"])
+    assert weight_coding.upgrade_state(new) == new  # already version 2: unchanged
+
+
 def test_coded_sizes_are_bounded_before_allocation():
     with pytest.raises(SaicmError, match="limit"):
         decode_state(_stream(2, [0, 30000, 65536, 65536], b"", shape=(4, 1 << 30)))

@@ -103,8 +103,6 @@ def encode_state(
 ) -> bytes:
     """Code a state dict: floating tensors of >= ``min_numel`` values quantised to ``bits`` and
     rANS-coded, the rest (and the names in ``raw``) stored as they are."""
-    from compressai.ans import RansEncoder
-
     out = bytearray(MAGIC + struct.pack("<BI", VERSION, len(state)))
     for name, t in state.items():
         t = t.detach().cpu().contiguous()
@@ -119,19 +117,72 @@ def encode_state(
             data = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
             out += data.numpy().tobytes()
             continue
-        q, scale = quantize(t, bits)
-        symbols = q.flatten().numpy()
-        # at least two symbols: a lone one would get width 2^16, which the encoder's uint16
-        # overflows (division by zero)
-        qmin, qmax = int(symbols.min()), max(int(symbols.max()), int(symbols.min()) + 1)
-        cdf = _cdf(symbols, qmin, qmax)
-        stream = RansEncoder().encode_with_indexes(
-            symbols.tolist(), [0] * symbols.size, [cdf], [len(cdf)], [qmin]
-        )
-        out += struct.pack("<B", bits) + scale.numpy().astype("<f4").tobytes()
-        out += struct.pack(f"<iI{len(cdf)}i", qmin, len(cdf), *cdf)
-        out += struct.pack("<I", len(stream)) + stream
+        out += _coded_entry(*quantize(t, bits), bits)
     out += struct.pack("<I", zlib.crc32(out))
+    return bytes(out)
+
+
+def _coded_entry(q: torch.Tensor, scale: torch.Tensor, bits: int) -> bytes:
+    """The coded part of one tensor's entry: bits, scales, table and rANS stream (version 2)."""
+    from compressai.ans import RansEncoder
+
+    symbols = q.flatten().numpy()
+    # at least two symbols: a lone one would get width 2^16, which the encoder's uint16
+    # overflows (division by zero)
+    qmin, qmax = int(symbols.min()), max(int(symbols.max()), int(symbols.min()) + 1)
+    cdf = _cdf(symbols, qmin, qmax)
+    stream = RansEncoder().encode_with_indexes(
+        symbols.tolist(), [0] * symbols.size, [cdf], [len(cdf)], [qmin]
+    )
+    out = struct.pack("<B", bits) + scale.numpy().astype("<f4").tobytes()
+    out += struct.pack(f"<iI{len(cdf)}i", qmin, len(cdf), *cdf)
+    return out + struct.pack("<I", len(stream)) + stream
+
+
+def upgrade_state(data: bytes) -> bytes:
+    """A weight stream re-coded as version 2 with the same integers and scales, so that it
+    decodes to bit-identical tensors without the legacy (forked, POSIX-only) decoder. A
+    version-2 stream is returned as it is.
+
+    Raises:
+        SaicmError: ``data`` is not an intact weight stream, or the re-coded stream does not
+            decode to exactly the same tensors.
+    """
+    import math
+
+    old = decode_state(data)  # checks everything; version-1 streams decoded in isolation
+    if data[4] == VERSION:
+        return data
+    r = _Reader(data[:-4])
+    r.take(4)
+    _, count = r.unpack("BI")
+    out = bytearray(MAGIC + struct.pack("<BI", VERSION, count))
+    for _ in range(count):
+        (n,) = r.unpack("H")
+        key = r.take(n)
+        coded, dtype_code, ndim = r.unpack("BBB")
+        shape = r.unpack(f"{ndim}I")
+        out += struct.pack("<H", n) + key
+        out += struct.pack(f"<BBB{ndim}I", coded, dtype_code, ndim, *shape)
+        if not coded:
+            dtype = _DTYPES[dtype_code]
+            storage = torch.int16 if dtype == torch.bfloat16 else dtype
+            out += r.take(math.prod(shape) * torch.empty((), dtype=storage).element_size())
+            continue
+        (bits,) = r.unpack("B")
+        scale = torch.from_numpy(np.frombuffer(r.take(4 * shape[0]), "<f4").copy())
+        _, length = r.unpack("iI")
+        r.take(4 * length)
+        (size,) = r.unpack("I")
+        r.take(size)
+        t = old[key.decode("utf-8", "replace")].float()
+        flat = t.reshape(shape[0], -1)
+        q = torch.round(flat / scale[:, None]).to(torch.int32).reshape(shape)  # exact: |q| small
+        out += _coded_entry(q, scale, bits)
+    out += struct.pack("<I", zlib.crc32(out))
+    new = decode_state(bytes(out))
+    if new.keys() != old.keys() or not all(torch.equal(new[k], old[k]) for k in old):
+        raise SaicmError("re-coded weights do not decode to the same tensors")
     return bytes(out)
 
 
