@@ -119,3 +119,34 @@ def test_truncated_png_is_an_image_error(tmp_path, photo):
     path.write_bytes(path.read_bytes()[:2000])
     with pytest.raises(ImageError):
         load_image(path)
+
+
+def test_coding_beyond_the_memory_budget_is_refused_before_decoding(
+    tiny_model, photo, monkeypatch
+):
+    from saicm.codec import pack
+    from saicm.codec.api import memory_budget
+    from saicm.errors import BitstreamError, SaicmError
+
+    data = encode(photo[:128, :128], tiny_model)
+    # 500 bytes per padded pixel (mbt2018-mean, docs/BENCHMARKS.md): 128x128 needs 7.8 MiB
+    monkeypatch.setenv("SAICM_MEMORY_GB", str(4 / 1024))
+    assert memory_budget() == 4 * 2**20
+    with pytest.raises(BitstreamError, match=r"128x128 image .* 0\.0 GiB.*SAICM_MEMORY_GB"):
+        decode(data, tiny_model)
+    with pytest.raises(ImageError, match="SAICM_MEMORY_GB"):
+        encode(photo[:128, :128], tiny_model)
+    monkeypatch.setenv("SAICM_MEMORY_GB", "8")
+    assert decode(data, tiny_model).shape == (128, 128, 3)
+    # a crafted header that claims the largest allowed image: refused from its numbers alone
+    # (8192 x 8192 x 500 bytes = 31 GiB), nothing allocated
+    bs = unpack(data)
+    huge = pack(
+        type(bs)(**{**bs.__dict__, "height": 8192, "width": 8192, "latent_shape": (128, 128)})
+    )
+    with pytest.raises(BitstreamError, match=r"8192x8192 image .* needs about 31\.2 GiB"):
+        decode(huge, tiny_model)
+    for bad in ("0", "-1", "lots", "nan"):
+        monkeypatch.setenv("SAICM_MEMORY_GB", bad)
+        with pytest.raises(SaicmError, match="SAICM_MEMORY_GB"):
+            memory_budget()

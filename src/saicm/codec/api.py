@@ -13,13 +13,18 @@ import os
 import numpy as np
 import torch
 
-from ..errors import BitstreamError, ModelError
+from ..errors import BitstreamError, ImageError, ModelError, SaicmError
 from ..image import ImageLike, crop, to_array, to_rgb, to_tensor
 from .bitstream import Bitstream, pack, unpack
 from .latents import decode_latents, encode_latents
+from .registry import get_architecture
 from .zoo import TrainedModel, load_model
 
-__all__ = ["ModelLike", "decode", "encode", "resolve_model"]
+__all__ = ["ModelLike", "decode", "encode", "memory_budget", "resolve_model"]
+
+#: Environment variable: the most memory (GiB) one image's coding may take (see
+#: :func:`memory_budget`).
+MEMORY_ENV = "SAICM_MEMORY_GB"
 
 ModelLike = TrainedModel | str | os.PathLike[str] | None
 
@@ -27,6 +32,41 @@ ModelLike = TrainedModel | str | os.PathLike[str] | None
 def resolve_model(model: ModelLike) -> TrainedModel:
     """A loaded model from a :class:`TrainedModel`, an installed name, a path, or ``None``."""
     return model if isinstance(model, TrainedModel) else load_model(model)
+
+
+def memory_budget() -> int:
+    """Bytes one image's coding may take: ``$SAICM_MEMORY_GB`` GiB if set, else three quarters
+    of this machine's physical memory, at most 16 GiB.
+
+    Raises:
+        SaicmError: ``$SAICM_MEMORY_GB`` is not a positive number.
+    """
+    value = os.environ.get(MEMORY_ENV)
+    if value:
+        try:
+            gib = float(value)
+        except ValueError:
+            gib = float("nan")
+        if not 0 < gib < 1e6:
+            raise SaicmError(f"{MEMORY_ENV}={value!r}: a number of GiB above 0")
+        return int(gib * 2**30)
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): the cap alone
+        physical = 1 << 62
+    return int(min(16 * 2**30, 0.75 * physical))
+
+
+def _check_memory(m: TrainedModel, height: int, width: int, error: type[SaicmError]) -> None:
+    """Refuse, before any allocation, an image whose coding would need more than the budget
+    (the architecture's measured bytes per padded pixel times its padded pixels)."""
+    need = get_architecture(m.arch).coding_bytes_per_pixel * height * width
+    budget = memory_budget()
+    if need > budget:
+        raise error(
+            f"coding a {width}x{height} image with {m.name!r} needs about {need / 2**30:.1f} GiB, "
+            f"more than the {budget / 2**30:.1f} GiB allowed (set {MEMORY_ENV} to allow more)"
+        )
 
 
 @torch.inference_mode()
@@ -48,6 +88,8 @@ def encode(image: ImageLike, model: ModelLike = None) -> bytes:
     m = resolve_model(model)
     rgb = to_rgb(image)
     height, width = rgb.shape[:2]
+    top, left, bottom, right = m.padding.amounts(height, width)
+    _check_memory(m, top + height + bottom, left + width + right, ImageError)
     x, pad = m.padding.apply(to_tensor(rgb))
     coded = encode_latents(m.net, x.contiguous(memory_format=torch.channels_last))
     bs = Bitstream(
@@ -101,6 +143,7 @@ def decode(data: bytes, model: ModelLike = None, rounding: str | None = None) ->
         raise BitstreamError(f"padding {bs.pad} does not fit model {m.name!r}")
     if (ph // ds, pw // ds) != bs.latent_shape:  # z sits at 1/downsampling of the image
         raise BitstreamError(f"latent shape {bs.latent_shape} does not fit a {pw}x{ph} image")
+    _check_memory(m, ph, pw, BitstreamError)
     y_hat = decode_latents(m.net, bs.strings, bs.latent_shape, bs.checks)
     x_hat = m.net.g_s(y_hat.contiguous(memory_format=torch.channels_last))
     if not torch.isfinite(x_hat).all():

@@ -174,6 +174,10 @@ class Architecture:
         coding: how saicm's own models of this architecture code (written into their files).
         published: how the checkpoints its authors publish code in the authors' scripts, used
             for such a checkpoint (``None``: no published checkpoints; ``coding`` is used).
+        coding_bytes_per_pixel: peak memory (bytes) that coding one padded pixel takes at most,
+            measured (``benchmarks/decode_memory.py``, docs/BENCHMARKS.md); a file or image
+            whose estimate exceeds the memory budget is refused before any of it is decoded
+            (:func:`saicm.codec.api.memory_budget`).
     """
 
     name: str
@@ -184,6 +188,7 @@ class Architecture:
     description: str = ""
     coding: Coding = SAICM_CODING
     published: Coding | None = None
+    coding_bytes_per_pixel: int = 5000
 
     def __post_init__(self) -> None:
         for c in (self.coding, self.published):
@@ -206,6 +211,7 @@ def register_architecture(
     description: str = "",
     coding: Coding = SAICM_CODING,
     published: Coding | None = None,
+    coding_bytes_per_pixel: int = 5000,
 ) -> Callable[[Callable[..., CompressionModel]], Callable[..., CompressionModel]]:
     """Decorator that registers a builder under ``name``."""
 
@@ -213,7 +219,15 @@ def register_architecture(
         if name in _REGISTRY:
             raise ValueError(f"architecture {name!r} is already registered")
         _REGISTRY[name] = Architecture(
-            name, builder, dict(config or {}), downsampling, paper, description, coding, published
+            name,
+            builder,
+            dict(config or {}),
+            downsampling,
+            paper,
+            description,
+            coding,
+            published,
+            coding_bytes_per_pixel,
         )
         return builder
 
@@ -262,6 +276,7 @@ _TCM_PAPER = (
     paper=_TCM_PAPER,
     description="LIC-TCM as in SA-ICM (N=128, M=320, 76.57 M parameters)",
     published=LIC_TCM_CODING,
+    coding_bytes_per_pixel=5000,
 )
 def _tcm(**config: Any) -> CompressionModel:
     return TCM(**config)
@@ -282,6 +297,7 @@ def _tcm(**config: Any) -> CompressionModel:
     paper=_TCM_PAPER,
     description="LIC-TCM with one block per stage and narrower heads (17.8 M parameters)",
     published=LIC_TCM_CODING,  # no published weights; a checkpoint of it codes as LIC-TCM's
+    coding_bytes_per_pixel=2500,
 )
 def _tcm_small(**config: Any) -> CompressionModel:
     return TCM(**config)
@@ -293,6 +309,7 @@ def _tcm_small(**config: Any) -> CompressionModel:
     paper="Minnen, Balle, Toderici, Joint Autoregressive and Hierarchical Priors "
     "for Learned Image Compression, NeurIPS 2018 (mean-scale hyperprior)",
     description="CompressAI's mean-scale hyperprior (7.0 M parameters at N=128, M=192), fast",
+    coding_bytes_per_pixel=500,
 )
 def _mbt2018_mean(N: int, M: int) -> CompressionModel:
     return MeanScaleHyperprior(N=N, M=M)
