@@ -88,3 +88,16 @@ def _torchrun(*args: str, nproc: int = 2) -> None:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+class CodeRunningPickle:
+    """Unpickling this runs ``touch marker`` through ``os.system``: what a hostile checkpoint,
+    weights file or run folder could do. Tests check the marker never appears."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import CodeRunningPickle
 
 from saicm.codec import create_model, export_model, installed_models, list_models, load_model
 from saicm.errors import ModelError
@@ -278,7 +279,7 @@ def test_import_refuses_what_it_cannot_use(tmp_path, monkeypatch, capsys):
     torch.save({"state_dict": torch.nn.Linear(3, 2).state_dict()}, other)
     marker = tmp_path / "ran"
     evil = tmp_path / "evil.pth.tar"
-    torch.save({"state_dict": _Payload(marker)}, evil)
+    torch.save({"state_dict": CodeRunningPickle(marker)}, evil)
     for args, message in (
         ([str(text)], "not a checkpoint"),
         ([str(other)], "no registered architecture"),
@@ -290,16 +291,6 @@ def test_import_refuses_what_it_cannot_use(tmp_path, monkeypatch, capsys):
         assert err.startswith("saicm: error:") and message in err and "Traceback" not in err
     assert not marker.exists()  # the pickle's code never ran
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())
-
-
-class _Payload:
-    """Unpickling this would create ``marker`` (what a hostile checkpoint could do)."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
 
 
 @pytest.mark.parametrize(

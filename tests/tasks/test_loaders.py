@@ -3,27 +3,18 @@ torchvision detectors (weights_only), transformers (no remote code)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
+from conftest import CodeRunningPickle
 
 from saicm.errors import ModelError
-
-
-class _Payload:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.fixture()
 def evil(tmp_path):
     marker = tmp_path / "MARKER"
     path = tmp_path / "evil.pt"
-    torch.save({"model": _Payload(marker), "ema": None}, path)
+    torch.save({"model": CodeRunningPickle(marker), "ema": None}, path)
     return path, marker
 
 

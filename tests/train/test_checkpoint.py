@@ -3,25 +3,14 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
+from conftest import CodeRunningPickle
 from PIL import Image
 
 from saicm.errors import SaicmError
 from saicm.train import TrainConfig, train
-
-
-class _Payload:
-    """Pickles to a call of os.system that creates a marker file."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.fixture()
@@ -67,7 +56,7 @@ def test_pickled_checkpoint_is_refused_without_running(tmp_path, corpus):
     run = tmp_path / "run"
     run.mkdir()
     marker = tmp_path / "MARKER"
-    torch.save({"model": _Payload(marker), "step": 1}, run / "checkpoint.pt")
+    torch.save({"model": CodeRunningPickle(marker), "step": 1}, run / "checkpoint.pt")
     with pytest.raises(SaicmError) as info:
         train(_cfg(corpus), run, resume=True, progress=False)
     assert not marker.exists()
@@ -82,7 +71,7 @@ def test_cli_resume_of_a_handed_run_folder(tmp_path, corpus, capsys):
     run = tmp_path / "run"
     run.mkdir()
     marker = tmp_path / "MARKER"
-    torch.save({"model": _Payload(marker), "step": 1}, run / "checkpoint.pt")
+    torch.save({"model": CodeRunningPickle(marker), "step": 1}, run / "checkpoint.pt")
     images, masks = corpus
     args = ["--images", str(images), "--masks", str(masks), "--crop", "64", "--batch-size", "1"]
     assert main(["train", "-o", str(run), "--resume", *args]) == 1

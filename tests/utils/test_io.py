@@ -12,6 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from conftest import CodeRunningPickle
 
 from saicm.errors import ModelError, SaicmError
 from saicm.utils.io import (
@@ -22,14 +23,6 @@ from saicm.utils.io import (
     refuse_overwrite,
     same_path,
 )
-
-
-class _Payload:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_atomic_write_roundtrip_and_empty_refused(tmp_path):
@@ -134,7 +127,7 @@ def test_folder_lock_refuses_a_second_run_and_takes_over_a_stale_lock(tmp_path):
 def test_weights_file_that_needs_unpickling_is_refused_without_running(tmp_path):
     marker = tmp_path / "MARKER"
     path = tmp_path / "evil.pt"
-    torch.save({"model": _Payload(marker)}, path)
+    torch.save({"model": CodeRunningPickle(marker)}, path)
     with pytest.raises(ModelError) as info:
         read_weights_file(path, "model file", ModelError)
     assert not marker.exists()

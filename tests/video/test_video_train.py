@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import CodeRunningPickle
 from PIL import Image
 
 from saicm.cli import main
@@ -34,20 +35,12 @@ def _cfg(clip_dir, **kw) -> VideoTrainConfig:
     return VideoTrainConfig(video=str(clip_dir), **{**base, **kw})
 
 
-class _Marker:
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.path}",))
-
-
 def test_a_crafted_checkpoint_runs_nothing(clip_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert train_video(_cfg(clip_dir), run, progress=False, stop_after=1) is None
     marker = tmp_path / "pwned"
     state = torch.load(run / "checkpoint.pt", weights_only=True)
-    torch.save({**state, "model": _Marker(marker)}, run / "checkpoint.pt")
+    torch.save({**state, "model": CodeRunningPickle(marker)}, run / "checkpoint.pt")
     with pytest.raises(SaicmError, match="refused without running it"):
         train_video(_cfg(clip_dir), run, resume=True, progress=False)
     argv = ["video", "train", str(clip_dir), "-o", str(run), "--resume", "--size", "saicm-S"]
