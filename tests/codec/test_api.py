@@ -150,3 +150,19 @@ def test_coding_beyond_the_memory_budget_is_refused_before_decoding(
         monkeypatch.setenv("SAICM_MEMORY_GB", bad)
         with pytest.raises(SaicmError, match="SAICM_MEMORY_GB"):
             memory_budget()
+
+
+@pytest.mark.parametrize("name", ["{path}", "../{name}", "~/x.pt", "/etc/passwd", "a\x00b"])
+def test_model_name_in_a_file_is_never_opened_as_a_path(tiny_model, photo, tmp_path, name):
+    """A .sic file names its model; decoding without ``model`` looks the name up among the
+    installed models only: a path there (the file's author's choice) opens no file."""
+    import dataclasses
+
+    from saicm.codec.bitstream import pack
+
+    bs = unpack(encode(photo[:64, :64], tiny_model))
+    name = name.format(path=tiny_model.path, name=tiny_model.path.name)
+    crafted = pack(dataclasses.replace(bs, model=name))
+    with pytest.raises(ModelError, match="no installed model named"):
+        decode(crafted)
+    assert decode(crafted, tiny_model).shape == (64, 64, 3)  # --model still decodes it

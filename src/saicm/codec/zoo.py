@@ -63,6 +63,7 @@ __all__ = [
     "export_model",
     "import_checkpoint",
     "installed_models",
+    "load_installed_model",
     "load_model",
     "model_dirs",
     "weights_hash",
@@ -634,6 +635,30 @@ def load_model(
         path = found
     path = path.resolve()
     return _load_file(path, arch, _stamp(path))
+
+
+def load_installed_model(name: str) -> TrainedModel:
+    """Load an installed model by its name only, never a file path: for a name that comes from a
+    ``.sic`` file, which its author chose (a path there would make the decoder open any file of
+    this machine, relative to the working folder, and tell whether it exists).
+
+    Raises:
+        ModelError: ``name`` is not the name of an installed model.
+    """
+    plain = (
+        bool(name)
+        and not name.startswith((".", "~"))
+        and not any(c in name for c in "/\\:\x00")
+        and name.isprintable()
+    )
+    found = _find_installed(name) if plain else None
+    if found is None:
+        names = ", ".join(m["name"] for m in installed_models()) or "none"
+        raise ModelError(
+            f"no installed model named {name!r} (installed: {names}; --model names another)"
+        )
+    path = found.resolve()
+    return _load_file(path, None, _stamp(path))
 
 
 def installed_models() -> list[dict[str, Any]]:
