@@ -101,6 +101,15 @@ def test_absurd_image_is_refused_from_its_header(tmp_path):
         load_image(path)
 
 
+def test_image_past_pillows_bomb_limit_says_too_large(tmp_path):
+    """60000x60000 trips Pillow's decompression-bomb check before saicm's own: still "too
+    large", not "not an image"."""
+    path = tmp_path / "bomb.png"
+    _png_claiming(path, 60000, 60000)
+    with pytest.raises(ImageError, match="larger than the limit"):
+        load_image(path)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "no such file"), (b"hello, not an image", "not an image"), (b"", "not an image")],
