@@ -358,3 +358,15 @@ def test_crafted_model_file_fields_are_refused(tiny_model, tmp_path, change, mes
     torch.save(blob, path)
     with pytest.raises(ModelError, match=message):
         load_model(path)
+
+
+def test_broken_files_in_a_models_folder_are_not_listed(tmp_path, monkeypatch, tiny_model):
+    """A file of saicm's format without a name (or with a list for a name) in $SAICM_MODELS
+    made `saicm models` and every "no installed model" message fail with KeyError."""
+    torch.save({"format": "saicm-model"}, tmp_path / "noname.pt")
+    torch.save({"format": "saicm-model", "name": ["x"], "arch": {}}, tmp_path / "types.pt")
+    monkeypatch.setenv("SAICM_MODELS", str(tmp_path))
+    names = [m["name"] for m in installed_models()]
+    assert "noname" not in names and ["x"] not in names
+    with pytest.raises(ModelError, match="no installed model"):
+        load_model("nosuch")

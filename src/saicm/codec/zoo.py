@@ -715,14 +715,20 @@ def installed_models() -> list[dict[str, Any]]:
                     blob = torch.load(f, map_location="cpu", weights_only=True)
                 except Exception:
                     continue
-            if isinstance(blob, dict) and blob.get("format") == FORMAT:
+            if (
+                isinstance(blob, dict)
+                and blob.get("format") == FORMAT
+                and isinstance(blob.get("name"), str)
+                and isinstance(blob.get("arch"), str)
+            ):  # a broken or foreign file in a models folder is not listed, and breaks nothing
+                card = blob.get("card")
                 size = f.stat().st_size
                 seen[f.stem] = {
                     "name": blob["name"],
                     "arch": blob["arch"],
                     "path": f,
                     "bytes": size,
-                    "card": blob.get("card") or {},
+                    "card": card if isinstance(card, dict) else {},
                     "coding": blob.get("coding"),
                 }
     return list(seen.values())
