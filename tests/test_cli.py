@@ -310,3 +310,37 @@ def test_an_error_does_not_share_the_line_of_a_progress_bar(capsys):
         "saicm: error: loss became nan\n"
     )
     assert bar.disable or bar.n == 3
+
+
+def test_sigterm_is_one_error_line_and_restores_the_handler(monkeypatch, capsys):
+    """SIGTERM (timeout, kill) stops a command as Ctrl-C does: the atomic writes' clean-up runs
+    (before, `timeout 15 saicm video decode` left a hidden .part file), one line, status 143."""
+    import os
+    import signal
+
+    import saicm.cli as cli
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    def killed(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    real = cli.build_parser
+
+    def parser():
+        p = real()
+        parse = p.parse_args
+
+        def parse_args(argv):
+            args = parse(argv)
+            args.func = killed
+            return args
+
+        p.parse_args = parse_args
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", parser)
+    assert main(["models"]) == 143
+    assert capsys.readouterr().err.strip() == "saicm: error: terminated"
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -10,7 +10,9 @@ unexpected error.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -666,11 +668,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     args = build_parser().parse_args(argv)
+    previous = _terminate_as_interrupt()
     try:
         return args.func(args)
     except SaicmError as exc:
         _say_error(str(exc), exc)
         return EXIT_FAILED
+    except _Terminated:
+        _say_error("terminated")
+        return 143
     except KeyboardInterrupt:
         _say_error("interrupted")
         return 130
@@ -681,6 +687,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _say_error(_describe(exc), exc)
         return EXIT_FAILED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``kill``, a job scheduler), raised where the process is, so that the
+    atomic writes' clean-up runs and no hidden ``.part`` file is left, as after Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+def _terminate_as_interrupt():
+    """Install the SIGTERM handler (main thread only); the previous handler, or ``None``."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 if __name__ == "__main__":

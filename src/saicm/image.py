@@ -204,7 +204,12 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
             return _pil_to_rgb(img, str(path))
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # Pillow's own limit, met before _check_size's
+        raise ImageError(
+            f"{path}: image larger than the limit of {MAX_PIXELS} pixels "
+            "(saicm.image.MAX_PIXELS)"
+        ) from None
+    except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image saicm can read") from None
     except Exception as exc:  # decoders raise many kinds (OSError, SyntaxError, struct.error...)
         raise ImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None

@@ -101,6 +101,15 @@ def test_absurd_image_is_refused_from_its_header(tmp_path):
         load_image(path)
 
 
+def test_image_past_pillows_bomb_limit_says_too_large(tmp_path):
+    """60000x60000 trips Pillow's decompression-bomb check before saicm's own: still "too
+    large", not "not an image"."""
+    path = tmp_path / "bomb.png"
+    _png_claiming(path, 60000, 60000)
+    with pytest.raises(ImageError, match="larger than the limit"):
+        load_image(path)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "no such file"), (b"hello, not an image", "not an image"), (b"", "not an image")],
@@ -150,3 +159,19 @@ def test_coding_beyond_the_memory_budget_is_refused_before_decoding(
         monkeypatch.setenv("SAICM_MEMORY_GB", bad)
         with pytest.raises(SaicmError, match="SAICM_MEMORY_GB"):
             memory_budget()
+
+
+@pytest.mark.parametrize("name", ["{path}", "../{name}", "~/x.pt", "/etc/passwd", "a\x00b"])
+def test_model_name_in_a_file_is_never_opened_as_a_path(tiny_model, photo, tmp_path, name):
+    """A .sic file names its model; decoding without ``model`` looks the name up among the
+    installed models only: a path there (the file's author's choice) opens no file."""
+    import dataclasses
+
+    from saicm.codec.bitstream import pack
+
+    bs = unpack(encode(photo[:64, :64], tiny_model))
+    name = name.format(path=tiny_model.path, name=tiny_model.path.name)
+    crafted = pack(dataclasses.replace(bs, model=name))
+    with pytest.raises(ModelError, match="no installed model named"):
+        decode(crafted)
+    assert decode(crafted, tiny_model).shape == (64, 64, 3)  # --model still decodes it

@@ -326,3 +326,38 @@ def test_shipped_models_need_no_legacy_decoder():
         blob = torch.load(f, map_location="cpu", weights_only=True)
         assert blob["coded"][4].item() == 2, f.name
         assert _from_blob(blob, f).weights_hash == blob["hash"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"config": {"N": 10**6, "M": 10**6}}, "config 'N'"),  # was a 4 TB allocation
+        ({"config": {"N": -1, "M": 48}}, "config 'N'"),  # was unexpected RuntimeError
+        ({"config": {"N": "32", "M": 48}}, "config 'N'"),  # was unexpected TypeError
+        ({"config": {"N": True, "M": 48}}, "config 'N'"),
+        ({"arch": ["mbt2018-mean"]}, "architecture"),  # was unexpected TypeError
+        ({"state_dict": None}, "state_dict"),  # was unexpected TypeError
+        ({"hash": None}, "no hash"),  # was loaded unchecked
+        ({"name": "x" * 300}, "name"),
+        ({"version": True}, "version True"),
+    ],
+)
+def test_crafted_model_file_fields_are_refused(tiny_model, tmp_path, change, message):
+    blob = torch.load(tiny_model.path, weights_only=True)
+    blob.update(change)
+    path = tmp_path / "crafted.pt"
+    torch.save(blob, path)
+    with pytest.raises(ModelError, match=message):
+        load_model(path)
+
+
+def test_broken_files_in_a_models_folder_are_not_listed(tmp_path, monkeypatch, tiny_model):
+    """A file of saicm's format without a name (or with a list for a name) in $SAICM_MODELS
+    made `saicm models` and every "no installed model" message fail with KeyError."""
+    torch.save({"format": "saicm-model"}, tmp_path / "noname.pt")
+    torch.save({"format": "saicm-model", "name": ["x"], "arch": {}}, tmp_path / "types.pt")
+    monkeypatch.setenv("SAICM_MODELS", str(tmp_path))
+    names = [m["name"] for m in installed_models()]
+    assert "noname" not in names and ["x"] not in names
+    with pytest.raises(ModelError, match="no installed model"):
+        load_model("nosuch")

@@ -52,6 +52,8 @@ def test_values_in_range_pass(checker, value, expected):
         (positive_int, 4.0, "expected an integer >= 1"),
         (positive_int, "9" * 40, "expected an integer >= 1"),
         (int_range(1, 99), "100", "<= 99"),
+        (int_range(1, 100), "\u0663", "expected an integer"),  # Arabic-Indic 3: jpeg:٣ coded
+        (positive_float, "\u0660.\u0660\u0665", "finite"),  # Arabic-Indic 0.05
         (positive_float, "0", "> 0"),
         (positive_float, "-0.05", "> 0"),
         (positive_float, "nan", "finite"),

@@ -18,7 +18,7 @@ from ..image import ImageLike, crop, to_array, to_rgb, to_tensor
 from .bitstream import Bitstream, pack, unpack
 from .latents import decode_latents, encode_latents
 from .registry import get_architecture
-from .zoo import TrainedModel, load_model
+from .zoo import TrainedModel, load_installed_model, load_model
 
 __all__ = ["ModelLike", "decode", "encode", "memory_budget", "resolve_model"]
 
@@ -130,7 +130,8 @@ def decode(data: bytes, model: ModelLike = None, rounding: str | None = None) ->
     if rounding not in (None, "nearest", "floor"):
         raise ValueError(f"rounding {rounding!r}: choose nearest or floor")
     bs = unpack(data)
-    m = resolve_model(model if model is not None else bs.model)
+    # the name in the file is looked up among installed models, never opened as a path
+    m = resolve_model(model) if model is not None else load_installed_model(bs.model)
     if bs.weights_hash != m.hash_prefix:
         raise ModelError(
             f"file was written by model {bs.model!r} with weights {bs.weights_hash.hex()}, "

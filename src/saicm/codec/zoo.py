@@ -63,6 +63,7 @@ __all__ = [
     "export_model",
     "import_checkpoint",
     "installed_models",
+    "load_installed_model",
     "load_model",
     "model_dirs",
     "weights_hash",
@@ -288,7 +289,47 @@ def _stored_weights(
     return {**state, **decode_state(coded)}
 
 
+#: Largest value of an integer config entry a model file may hold (the shipped architectures use
+#: at most 320): a crafted file must not make saicm build a network of terabytes.
+MAX_CONFIG_INT = 1024
+
+
+def _check_blob(blob: dict[str, Any], path: Path | None) -> None:
+    """Types and ranges of a saicm model file's fields, before anything is built from them."""
+
+    def bad(what: str) -> ModelError:
+        return ModelError(f"{path}: not a valid saicm model file ({what})")
+
+    name = blob.get("name")
+    if not isinstance(name, str) or not 1 <= len(name.encode("utf-8", "replace")) <= 255:
+        raise bad("its name must be 1 to 255 bytes of text")
+    if not isinstance(blob.get("arch"), str):
+        raise bad("its architecture must be a name")
+    default = get_architecture(blob["arch"]).config
+    config = blob.get("config") or {}
+    if not isinstance(config, dict):
+        raise bad("its config must be a mapping")
+    for key, value in config.items():
+        ref = default.get(key)
+        ints = value if isinstance(value, (list, tuple)) else [value]
+        if (
+            key not in default
+            or isinstance(ref, list) != isinstance(value, (list, tuple))
+            or (isinstance(ref, list) and len(value) != len(ref))
+            or not all(type(v) is int and 1 <= v <= MAX_CONFIG_INT for v in ints)
+        ):
+            raise bad(f"config {key!r} = {value!r}")
+    state = blob.get("state_dict")
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise bad("its state_dict must map names to tensors")
+    if not isinstance(blob.get("hash"), str):
+        raise bad("it records no hash of its weights")
+
+
 def _from_blob(blob: dict[str, Any], path: Path | None) -> TrainedModel:
+    _check_blob(blob, path)
     arch = blob["arch"]
     config = dict(blob.get("config") or {})
     try:
@@ -297,7 +338,7 @@ def _from_blob(blob: dict[str, Any], path: Path | None) -> TrainedModel:
         raise ModelError(f"{path}: {exc}") from None
     digest = weights_hash(stored)
     state = {k: v.float() if v.dtype == torch.float16 else v for k, v in stored.items()}
-    if blob.get("hash") and blob["hash"] != digest:
+    if blob["hash"] != digest:
         raise ModelError(f"{path}: weights do not match their recorded hash (file corrupted?)")
     net = create_model(arch, **config)
     try:
@@ -506,7 +547,7 @@ def _load_file(path: Path, arch: str | None, stamp: tuple[int, int, int]) -> Tra
     again."""
     blob = read_weights_file(path, "model file", ModelError)
     if isinstance(blob, dict) and blob.get("format") == FORMAT:
-        if blob.get("version") not in READ_VERSIONS:
+        if type(blob.get("version")) is not int or blob["version"] not in READ_VERSIONS:
             raise ModelError(f"{path}: model file version {blob.get('version')} not supported")
         if arch is not None and arch != blob["arch"]:
             raise ModelError(f"{path}: holds a {blob['arch']!r} model, not {arch!r}")
@@ -636,6 +677,30 @@ def load_model(
     return _load_file(path, arch, _stamp(path))
 
 
+def load_installed_model(name: str) -> TrainedModel:
+    """Load an installed model by its name only, never a file path: for a name that comes from a
+    ``.sic`` file, which its author chose (a path there would make the decoder open any file of
+    this machine, relative to the working folder, and tell whether it exists).
+
+    Raises:
+        ModelError: ``name`` is not the name of an installed model.
+    """
+    plain = (
+        bool(name)
+        and not name.startswith((".", "~"))
+        and not any(c in name for c in "/\\:\x00")
+        and name.isprintable()
+    )
+    found = _find_installed(name) if plain else None
+    if found is None:
+        names = ", ".join(m["name"] for m in installed_models()) or "none"
+        raise ModelError(
+            f"no installed model named {name!r} (installed: {names}; --model names another)"
+        )
+    path = found.resolve()
+    return _load_file(path, None, _stamp(path))
+
+
 def installed_models() -> list[dict[str, Any]]:
     """Name, architecture, file and card of every installed model (first folder wins)."""
     seen: dict[str, dict[str, Any]] = {}
@@ -650,14 +715,20 @@ def installed_models() -> list[dict[str, Any]]:
                     blob = torch.load(f, map_location="cpu", weights_only=True)
                 except Exception:
                     continue
-            if isinstance(blob, dict) and blob.get("format") == FORMAT:
+            if (
+                isinstance(blob, dict)
+                and blob.get("format") == FORMAT
+                and isinstance(blob.get("name"), str)
+                and isinstance(blob.get("arch"), str)
+            ):  # a broken or foreign file in a models folder is not listed, and breaks nothing
+                card = blob.get("card")
                 size = f.stat().st_size
                 seen[f.stem] = {
                     "name": blob["name"],
                     "arch": blob["arch"],
                     "path": f,
                     "bytes": size,
-                    "card": blob.get("card") or {},
+                    "card": card if isinstance(card, dict) else {},
                     "coding": blob.get("coding"),
                 }
     return list(seen.values())

@@ -77,7 +77,9 @@ def finite_float(
     def convert(value: Any) -> float:
         if isinstance(value, bool):
             raise OptionError(f"{value!r}: expected {want}")
-        try:
+        try:  # ASCII only: float() also reads other scripts' digits ("٠.٥")
+            if isinstance(value, str) and not value.isascii():
+                raise ValueError(value)
             x = float(value.strip() if isinstance(value, str) else value)
         except (TypeError, ValueError):
             raise OptionError(f"{_show(value)!r}: expected {want}") from None
@@ -110,7 +112,7 @@ def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[Any], i
             raise OptionError(f"{value!r}: expected {want}")
         if isinstance(value, int):
             n = value
-        elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,18}\s*", value):
+        elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,18}\s*", value):
             n = int(value)
         else:
             raise OptionError(f"{_show(value)!r}: expected {want}")
