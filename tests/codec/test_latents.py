@@ -247,6 +247,19 @@ def test_version_1_files_decode_with_a_warning(tiny_model, photo):
     _assert_close(got, decode(encode(img, tiny_model), tiny_model))
 
 
+@pytest.mark.parametrize("strings", [(b"", b""), (b"\xff" * 4000, b"\xff" * 40)])
+def test_a_version_1_stream_that_reads_past_its_end_is_refused(tiny_model, photo, strings):
+    """A damaged or crafted legacy stream must not decode whatever lies in memory after it (a
+    different picture on every run): it is decoded twice, with zeros and with 0xFF after it,
+    and refused when the two differ."""
+    bs = replace(unpack(encode(_crop(photo), tiny_model)), strings=strings, checks=None, version=1)
+    for _ in range(2):
+        with pytest.warns(SaicmWarning, match="no check"), pytest.raises(
+            BitstreamError, match="damaged: its decoder reads past its end"
+        ):
+            decode(pack(bs), tiny_model)
+
+
 def test_outliers_round_trip(tiny_model, photo):
     # a flat grey image far outside what random weights expect puts symbols outside the tables
     img = np.full((64, 64, 3), 255, np.uint8)

@@ -287,6 +287,11 @@ def check_outliers(outliers: Outliers, total: int, error: type[SaicmError]) -> N
 
 
 # -- streams written with the escape (legacy): the native decoder in a child process ----------
+#: What a legacy stream that reads past its own end is told.
+LEGACY_DAMAGED = (
+    "the stream is damaged: its decoder reads past its end (a version-1 file carries no check)"
+)
+
 class IsolatedDecoder:
     """Like :class:`StreamDecoder` for escape-bearing (legacy) streams, whose reads cannot be
     bounded: CompressAI's decoder runs in a forked child process; a crash or a hang there (over
@@ -336,6 +341,10 @@ class IsolatedDecoder:
         idx = _check_indexes(indexes, self.tables, self.error).astype("<i4")
         try:
             _write_all(self._req, struct.pack("<I", idx.size) + idx.tobytes())
+            status = _read_exact(self._res, 1, ISOLATED_TIMEOUT_S)
+            if status != b"\x00":
+                self.close()
+                raise self.error(LEGACY_DAMAGED)
             raw = _read_exact(self._res, 4 * idx.size, ISOLATED_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             why = "took too long" if isinstance(exc, TimeoutError) else "crashed"
@@ -354,19 +363,36 @@ def _quiet_child() -> None:
     os.close(devnull)
 
 
+#: Bytes appended to a legacy stream, twice: once zeros, once 0xFF (:func:`legacy_paddings`).
+LEGACY_PAD = 1 << 16
+
+
+def legacy_paddings(data: bytes) -> tuple[bytes, bytes]:
+    """``data`` with :data:`LEGACY_PAD` zero bytes and with as many 0xFF bytes. An intact rANS
+    stream is read exactly to its end, so both decode alike; a damaged or crafted one that reads
+    past its end decodes differently (it would otherwise decode whatever lies in memory after
+    it, a different picture on every run): decoding both and comparing tells them apart."""
+    return bytes(data) + bytes(LEGACY_PAD), bytes(data) + b"\xff" * LEGACY_PAD
+
+
 def _serve(data: bytes, tables: Tables, req: int, res: int) -> None:
     from compressai.ans import RansDecoder
 
-    decoder = RansDecoder()
-    decoder.set_stream(bytes(data) + bytes(8))
+    decoders = []
+    for padded in legacy_paddings(data):
+        decoders.append(RansDecoder())
+        decoders[-1].set_stream(padded)
     while True:
         head = _read_exact(req, 4, None, eof_ok=True)
         if not head:
             return
         (n,) = struct.unpack("<I", head)
         idx = np.frombuffer(_read_exact(req, 4 * n, None), dtype="<i4").tolist()
-        values = decoder.decode_stream(idx, tables.cdfs, tables.sizes, tables.offsets)
-        _write_all(res, np.asarray(values, dtype="<i4").tobytes())
+        a, b = (d.decode_stream(idx, tables.cdfs, tables.sizes, tables.offsets) for d in decoders)
+        if a != b:  # read past the stream's end: damaged
+            _write_all(res, b"\x01")
+            return
+        _write_all(res, b"\x00" + np.asarray(a, dtype="<i4").tobytes())
 
 
 def _write_all(fd: int, buf: bytes) -> None:

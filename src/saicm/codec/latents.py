@@ -68,7 +68,7 @@ _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 ARITHMETIC = (
     "the decoder's arithmetic differs from the encoder's beyond what the file's signalled "
-    "indexes cover"
+    "indexes cover, or the file was altered after it was written"
 )
 
 

@@ -33,7 +33,15 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from ..codec.entropy import MAX_TABLE, StreamDecoder, Tables, check_tables, isolated_call
+from ..codec.entropy import (
+    LEGACY_DAMAGED,
+    MAX_TABLE,
+    StreamDecoder,
+    Tables,
+    check_tables,
+    isolated_call,
+    legacy_paddings,
+)
 from ..errors import SaicmError
 
 __all__ = ["decode_state", "dequantize", "encode_state", "quantize"]
@@ -283,16 +291,22 @@ def _decode_isolated(legacy: list) -> list[np.ndarray]:
     def work() -> bytes:
         from compressai.ans import RansDecoder
 
-        out = []
+        out = [b"\x00"]
         for _, stream, t, shape, _, _ in legacy:
             n = math.prod(shape)
-            values = RansDecoder().decode_with_indexes(
-                bytes(stream) + bytes(8), [0] * n, t.cdfs, t.sizes, t.offsets
+            a, b = (
+                RansDecoder().decode_with_indexes(padded, [0] * n, t.cdfs, t.sizes, t.offsets)
+                for padded in legacy_paddings(stream)
             )
-            out.append(np.asarray(values, dtype="<i4").tobytes())
+            if a != b:  # read past the stream's end: damaged
+                return b"\x01"
+            out.append(np.asarray(a, dtype="<i4").tobytes())
         return b"".join(out)
 
-    raw = np.frombuffer(isolated_call(work, SaicmError), dtype="<i4")
+    result = isolated_call(work, SaicmError)
+    if result[:1] != b"\x00":
+        raise SaicmError(f"coded weights: {LEGACY_DAMAGED}")
+    raw = np.frombuffer(result[1:], dtype="<i4")
     parts, pos = [], 0
     for _, _, _, shape, _, _ in legacy:
         n = math.prod(shape)
