@@ -189,3 +189,19 @@ def test_colour_profiles_of_real_files_are_applied():
     rgb, said = _load(root / "lab-scene.png")
     with Image.open(root / "lab-scene.png") as img:
         assert (rgb == np.asarray(img.convert("RGB"))).all() and said == []
+
+
+def test_a_fifo_or_device_is_refused_not_waited_on(tmp_path):
+    import os
+
+    from saicm.errors import ImageError
+    from saicm.image import load_image
+
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)  # nothing will ever write to it: opening it for reading would block
+    with pytest.raises(ImageError, match=r"photo\.png: not a regular file"):
+        load_image(fifo)
+    link = tmp_path / "zero.png"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ImageError, match=r"zero\.png: not a regular file"):
+        load_image(link)

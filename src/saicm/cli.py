@@ -452,7 +452,11 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="saicm", description=__doc__.splitlines()[0])
+    p = _Parser(
+        prog="saicm",
+        description="Image and video coding for machines (SA-ICM): masks -> train -> "
+        "encode / decode -> eval, plus models, data, demo and video.",
+    )
     p.add_argument("--version", action="version", version=f"saicm {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -194,6 +194,8 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image")
+    if not path.is_file():  # a FIFO would block for ever, a device never ends
+        raise ImageError(f"{path}: not a regular file")
     try:
         with Image.open(path) as img:
             _check_size(img.width, img.height, str(path))  # header only: nothing decoded yet
