@@ -344,3 +344,14 @@ def test_sigterm_is_one_error_line_and_restores_the_handler(monkeypatch, capsys)
     assert main(["models"]) == 143
     assert capsys.readouterr().err.strip() == "saicm: error: terminated"
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_inputs_that_share_a_name_are_refused_before_the_folder_is_made(tmp_path, capsys):
+    for d in ("d1", "d2"):
+        (tmp_path / d).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / d / "x.png")
+    out = tmp_path / "coded"
+    inputs = [str(tmp_path / "d1/x.png"), str(tmp_path / "d2/x.png")]
+    assert main(["encode", *inputs, "-o", str(out)]) == 1
+    assert "inputs share a file name" in capsys.readouterr().err
+    assert not out.exists()

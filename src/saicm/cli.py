@@ -88,10 +88,10 @@ def _outputs(inputs: Sequence[str], out: str, suffix: str) -> list[Path]:
     target = Path(out)
     if len(inputs) == 1 and not target.is_dir() and not out.endswith(("/", "\\")):
         return [target]
-    target.mkdir(parents=True, exist_ok=True)
     stems = [Path(p).stem for p in inputs]
-    if len(set(stems)) != len(stems):
+    if len(set(stems)) != len(stems):  # before the folder is made: a refusal leaves nothing
         raise SaicmError("inputs share a file name; give them separate output folders")
+    target.mkdir(parents=True, exist_ok=True)
     return [target / f"{s}{suffix}" for s in stems]
 
 
