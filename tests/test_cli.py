@@ -355,3 +355,13 @@ def test_inputs_that_share_a_name_are_refused_before_the_folder_is_made(tmp_path
     assert main(["encode", *inputs, "-o", str(out)]) == 1
     assert "inputs share a file name" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_commands_that_fail_on_every_input_leave_no_folder(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    masks, report = str(tmp_path / "m"), str(tmp_path / "r")
+    assert main(["masks", str(bad), "-o", masks, "--source", "felzenszwalb"]) == 1
+    assert main(["eval", "--images", str(bad), "--codec", "jpeg:10", "-o", report]) == 1
+    assert "none of the images can be read" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "r").exists()

@@ -103,6 +103,7 @@ def test_refuse_overwrite_allows_other_places(tmp_path, monkeypatch):
 
 
 def test_folder_lock_refuses_a_second_run_and_takes_over_a_stale_lock(tmp_path):
+    (tmp_path / "rep").mkdir()  # there before the lock: it stays when the lock goes
     with folder_lock(tmp_path / "rep") as lock:
         assert json.loads(lock.read_text())["pid"] == os.getpid()
         with (
@@ -136,3 +137,21 @@ def test_weights_file_that_needs_unpickling_is_refused_without_running(tmp_path)
         read_weights_file(tmp_path / "none.pt", "model file", ModelError)
     with pytest.raises(ModelError, match="a folder"):
         read_weights_file(tmp_path, "model file", ModelError)
+    # a cut PNG is not a pickle at all: said as such, not as a file of dangerous objects
+    png = tmp_path / "photo.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    with pytest.raises(ModelError, match=r"photo\.png: not a model file \(not a file torch"):
+        read_weights_file(png, "model file", ModelError)
+
+
+def test_a_folder_the_lock_made_is_removed_when_left_empty(tmp_path):
+    with pytest.raises(RuntimeError), folder_lock(tmp_path / "new"):
+        raise RuntimeError("the job failed before writing anything")
+    assert not (tmp_path / "new").exists()
+    with folder_lock(tmp_path / "kept"):
+        (tmp_path / "kept" / "results.json").write_text("{}")
+    assert (tmp_path / "kept" / "results.json").exists()
+    (tmp_path / "old").mkdir()  # a folder that was there before stays, empty or not
+    with folder_lock(tmp_path / "old"):
+        pass
+    assert (tmp_path / "old").is_dir()

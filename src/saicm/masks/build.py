@@ -231,5 +231,7 @@ def _build(
                 log.flush()
             except OSError as exc:  # a full disk: name the manifest, not a bare errno
                 raise OSError(exc.errno, exc.strerror, str(manifest)) from None
+    if manifest.stat().st_size == 0:  # nothing made (every image failed): no empty manifest
+        manifest.unlink()
     summary.seconds = time.perf_counter() - t0
     return summary

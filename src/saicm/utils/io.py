@@ -117,7 +117,9 @@ def read_weights_file(path: str | os.PathLike[str], what: str, error: type[Excep
         raise error(f"{path}: no such {what}") from None
     except IsADirectoryError:
         raise error(f"{path}: a folder, not a {what}") from None
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" not in str(exc):  # not a pickle at all (an image, a truncated file)
+            raise error(f"{path}: not a {what} (not a file torch.save wrote)") from None
         raise error(
             f"{path}: not a {what}: it holds Python objects other than tensors, numbers and "
             "strings, which saicm never unpickles (that could run code)"
@@ -199,12 +201,13 @@ def _alive(pid: int) -> bool:
 def folder_lock(folder: str | os.PathLike[str], name: str = ".saicm.lock") -> Iterator[Path]:
     """Hold ``folder/name`` (pid and host, written with ``O_EXCL``) while a job writes into
     ``folder``; a second job is refused. A lock left by a process that no longer runs (same host)
-    is stale and taken over.
+    is stale and taken over. A folder the lock made is removed again if it is empty at the end.
 
     Raises:
         SaicmError: the folder is in use by a running process.
     """
     folder = Path(folder)
+    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / name
     me = {"pid": os.getpid(), "host": socket.gethostname()}
@@ -239,3 +242,6 @@ def folder_lock(folder: str | os.PathLike[str], name: str = ".saicm.lock") -> It
             held = json.loads(lock.read_text())
             if held.get("pid") == me["pid"]:
                 lock.unlink()
+        if made:  # a job that failed before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
