@@ -320,6 +320,18 @@ def test_resume_refuses_a_setting_that_defines_the_run(tmp_path, corpus):
         train(TrainConfig(**{**vars(cfg), "steps": 3}), run, resume=True, progress=False)
 
 
+def test_resume_refuses_other_pictures_under_the_same_folder(tmp_path, corpus, photo):
+    images, _masks = corpus
+    run = tmp_path / "run"
+    cfg = _cfg(corpus, steps=4, checkpoint_every=2)
+    train(cfg, run, progress=False)
+    # another picture of the same size under the same name, as a re-downloaded or regenerated
+    # set would bring: the run's claim "trained on images/" would silently mix two sets
+    Image.fromarray(photo[100:260, 50:242]).save(images / "p0.png")
+    with pytest.raises(SaicmError, match=r"--resume: the files in .*images or .*masks are not"):
+        train(TrainConfig(**{**vars(cfg), "steps": 8}), run, resume=True, progress=False)
+
+
 def test_every_setting_has_a_resume_rule():
     import dataclasses
 

@@ -73,6 +73,19 @@ def _read_checkpoint(path: Path) -> dict:
     return ckpt
 
 
+def _data_key(data: MaskedImageFolder) -> str:
+    """SHA-256 of the training set's file names and sizes (images, then masks): what a resumed
+    run checks so that it does not go on with other pictures under the same folder names.
+    Sizes, not contents, so that resuming costs no pass over the data (and survives a copy of
+    the set to another machine, which changes modification times)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in [*data.files, *(data.masks or [])]:
+        h.update(f"{f.name}\0{f.stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
 def _noise_seed(seed: int, step: int, micro: int) -> int:
     return (seed * 1_000_003 + step) * 1_009 + micro
 
@@ -247,8 +260,16 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
     aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
     step = 0
     history = [_segment(cfg, 0)]
+    data_key = _data_key(data)
     if ckpt is not None:
         history = _resume_settings(cfg, ckpt, ckpt["step"])
+        if ckpt.get("data_key", data_key) != data_key:  # checkpoints before 2026-11-29: none
+            raise SaicmError(
+                f"--resume: the files in {cfg.images}"
+                + (f" or {cfg.masks}" if data.masks is not None else "")
+                + " are not those the run started with (names or sizes differ); a resumed run "
+                "cannot change its data (start a new run, e.g. with --init)"
+            )
         try:
             net.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["opt"])  # Adam's moments; the LRs are set below, each step
@@ -302,6 +323,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
             "step": step,
             "config": _plain(asdict(cfg)),
             "history": _plain(cfg.history),
+            "data_key": data_key,
         }
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
