@@ -290,6 +290,7 @@ class LearnedCodec(Codec):
             "arch": model.arch,
             "config": json.dumps(model.config, sort_keys=True, default=str),
             "weights": model.weights_hash,
+            "coding": model.coding.tag,  # padding and rounding change the pictures too
             "sic_format": str(FORMAT_VERSION),
             "saicm": __version__,
             "torch": torch.__version__,

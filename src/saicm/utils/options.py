@@ -54,6 +54,20 @@ def _show(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
+def _expected(
+    kind: str, lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False
+) -> str:
+    """What a checker asks for, e.g. ``a finite number > 0 and <= 1`` (integer bounds of an
+    integer checker written out in full, others as ``%g``)."""
+    show = str if kind == "an integer" else (lambda v: f"{v:g}")
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {show(lo)}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {show(hi)}")
+    return kind + (f" {' and '.join(parts)}" if parts else "")
+
+
 def finite_float(
     lo: float | None = None,
     hi: float | None = None,
@@ -67,12 +81,7 @@ def finite_float(
     Raises:
         OptionError: not a number, NaN, infinite, or out of range.
     """
-    parts = []
-    if lo is not None:
-        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
-    if hi is not None:
-        parts.append(f"{'<' if hi_open else '<='} {hi:g}")
-    want = "a finite number" + (f" {' and '.join(parts)}" if parts else "")
+    want = _expected("a finite number", lo, hi, lo_open, hi_open)
 
     def convert(value: Any) -> float:
         if isinstance(value, bool):
@@ -100,12 +109,7 @@ def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[Any], i
     Raises:
         OptionError: not an integer (``"2.5"``, ``"1e3"``, ``True``) or out of range.
     """
-    parts = []
-    if lo is not None:
-        parts.append(f">= {lo}")
-    if hi is not None:
-        parts.append(f"<= {hi}")
-    want = "an integer" + (f" {' and '.join(parts)}" if parts else "")
+    want = _expected("an integer", lo, hi)
 
     def convert(value: Any) -> int:
         if isinstance(value, bool):
