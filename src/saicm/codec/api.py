@@ -15,12 +15,12 @@ import torch
 
 from ..errors import BitstreamError, ImageError, ModelError, SaicmError
 from ..image import ImageLike, crop, to_array, to_rgb, to_tensor
-from .bitstream import Bitstream, pack, unpack
+from .bitstream import FORMAT_VERSION, VBR_FORMAT_VERSION, Bitstream, pack, unpack
 from .latents import decode_latents, encode_latents
 from .registry import get_architecture
 from .zoo import TrainedModel, load_installed_model, load_model
 
-__all__ = ["ModelLike", "decode", "encode", "memory_budget", "resolve_model"]
+__all__ = ["ModelLike", "decode", "encode", "memory_budget", "rate_gain", "resolve_model"]
 
 #: Environment variable: the most memory (GiB) one image's coding may take (see
 #: :func:`memory_budget`).
@@ -69,9 +69,31 @@ def _check_memory(m: TrainedModel, height: int, width: int, error: type[SaicmErr
         )
 
 
+def rate_gain(m: TrainedModel, lmbda: float | None) -> float | None:
+    """The quantisation gain of ``lmbda`` for a variable-rate model (its default setting when
+    ``lmbda`` is None); ``None`` for a fixed-rate model, which takes no ``lmbda``.
+
+    Raises:
+        ModelError: ``lmbda`` given for a fixed-rate model, or outside the model's range.
+    """
+    from .vbr import is_variable_rate
+
+    if not is_variable_rate(m.net):
+        if lmbda is not None:
+            trained = m.card.get("lmbda")
+            at = f" (trained at lambda {trained:g})" if isinstance(trained, (int, float)) else ""
+            raise ModelError(
+                f"{m.name!r} is a fixed-rate model{at}: a rate setting (lambda) needs a "
+                "variable-rate model"
+            )
+        return None
+    return m.net.gain_for(m.net.default_lmbda if lmbda is None else lmbda)
+
+
 @torch.inference_mode()
-def encode(image: ImageLike, model: ModelLike = None) -> bytes:
-    """Code one image into the bytes of a ``.sic`` file (format version 2, with checks).
+def encode(image: ImageLike, model: ModelLike = None, lmbda: float | None = None) -> bytes:
+    """Code one image into the bytes of a ``.sic`` file (format version 2, with checks;
+    version 3 for a variable-rate model, which adds the rate setting).
 
     The image is padded by the model's own rule (``model.padding``: saicm's models to a multiple
     of 64 at the bottom and right with edge pixels, the LIC-TCM / SA-ICM authors' checkpoints to
@@ -80,18 +102,23 @@ def encode(image: ImageLike, model: ModelLike = None) -> bytes:
     Arguments:
         image: a path, a PIL image or an ``(H, W, 3)`` array.
         model: a loaded model, an installed model's name, a model file, or ``None`` (default).
+        lmbda: the rate setting of a variable-rate model (a lambda within its trained range,
+            :attr:`~saicm.codec.vbr.VariableRateMeanScale.rate_range`; default its geometric
+            middle); must be ``None`` for a fixed-rate model.
 
     Raises:
         ImageError: an unreadable or too large image.
-        ModelError: a model that cannot be loaded or computes NaN entropy parameters.
+        ModelError: a model that cannot be loaded or computes NaN entropy parameters; a
+            ``lmbda`` for a fixed-rate model or outside a variable-rate model's range.
     """
     m = resolve_model(model)
+    gain = rate_gain(m, lmbda)
     rgb = to_rgb(image)
     height, width = rgb.shape[:2]
     top, left, bottom, right = m.padding.amounts(height, width)
     _check_memory(m, top + height + bottom, left + width + right, ImageError)
     x, pad = m.padding.apply(to_tensor(rgb))
-    coded = encode_latents(m.net, x.contiguous(memory_format=torch.channels_last))
+    coded = encode_latents(m.net, x.contiguous(memory_format=torch.channels_last), gain)
     bs = Bitstream(
         m.name,
         m.hash_prefix,
@@ -101,6 +128,8 @@ def encode(image: ImageLike, model: ModelLike = None) -> bytes:
         coded.latent_shape,
         coded.strings,
         coded.checks,
+        FORMAT_VERSION if gain is None else VBR_FORMAT_VERSION,
+        gain,
     )
     return pack(bs)
 
@@ -145,7 +174,7 @@ def decode(data: bytes, model: ModelLike = None, rounding: str | None = None) ->
     if (ph // ds, pw // ds) != bs.latent_shape:  # z sits at 1/downsampling of the image
         raise BitstreamError(f"latent shape {bs.latent_shape} does not fit a {pw}x{ph} image")
     _check_memory(m, ph, pw, BitstreamError)
-    y_hat = decode_latents(m.net, bs.strings, bs.latent_shape, bs.checks)
+    y_hat = decode_latents(m.net, bs.strings, bs.latent_shape, bs.checks, bs.gain)
     x_hat = m.net.g_s(y_hat.contiguous(memory_format=torch.channels_last))
     if not torch.isfinite(x_hat).all():
         raise BitstreamError(

@@ -18,6 +18,7 @@ Layout of format version 2 (all integers big-endian)::
     ...     4     CRC-32 of the entropy tables the encoder used (saicm.codec.entropy.Tables)
     ...     4     CRC-32 of every symbol's table index, in coding order (int32 little-endian)
     ...     4     CRC-32 of every decoded symbol, in coding order (int32 little-endian)
+    ...     4     (version 3 only) quantisation gain of a variable-rate model, float32
     ...     v     s = number of signalled indexes (varint: LEB128, at most 5 bytes)
     ...     v     o = number of outliers (varint)
     ...     2v*s  signalled indexes: gap to the previous position minus 1 (varint; the first
@@ -25,6 +26,10 @@ Layout of format version 2 (all integers big-endian)::
     ...     2v*o  outliers: position gap as above (varint), true symbol (zigzag varint)
     ...           the strings, one after the other
     end-4   4     CRC-32 of every byte before it
+
+Version 3 is version 2 with the gain: the rate setting of a variable-rate model
+(:mod:`saicm.codec.vbr`), which the decoder must use exactly. Variable-rate models write
+version 3, every other model version 2, so files of fixed-rate models are unchanged.
 
 Version 1 (still read, with a warning that it carries no check) has no checks, no signalled
 indexes, no outliers, and only the bottom and right padding (``pad = (0, 0, bottom, right)``).
@@ -38,6 +43,7 @@ file fails with :class:`~saicm.errors.BitstreamError` and never reaches the entr
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -45,16 +51,20 @@ from dataclasses import dataclass, field
 from ..errors import BitstreamError
 from ..image import MAX_PIXELS
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "Bitstream", "Checks", "pack", "unpack"]
+__all__ = ["FORMAT_VERSION", "MAGIC", "VBR_FORMAT_VERSION", "Bitstream", "Checks", "pack", "unpack"]
 
 MAGIC = b"SAIC"
+#: The version fixed-rate models write.
 FORMAT_VERSION = 2
-READ_VERSIONS = (1, 2)
+#: The version variable-rate models write (version 2 plus the gain).
+VBR_FORMAT_VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 HASH_BYTES = 8
 MAX_STRINGS = 16
 _DIMS_V1 = struct.Struct(">IIHHHHB")
 _DIMS = struct.Struct(">IIHHHHHHB")
 _CHECKS = struct.Struct(">III")
+_GAIN = struct.Struct(">f")
 #: Positions and values of the side information are unsigned LEB128 varints (7 bits a byte);
 #: none is over 2^35 - 1, so none takes more than 5 bytes.
 _VARINT_MAX_BYTES = 5
@@ -90,8 +100,9 @@ class Bitstream:
         pad: ``(top, left, bottom, right)`` padding added before coding.
         latent_shape: spatial size of the hyper-latent ``z``.
         strings: the entropy-coded strings (version 2: ``z`` then ``y``; version 1: ``y``, ``z``).
-        checks: the checks of version 2; ``None`` for version 1.
+        checks: the checks of versions 2 and 3; ``None`` for version 1.
         version: the format version.
+        gain: the quantisation gain of a variable-rate model (version 3), else ``None``.
     """
 
     model: str
@@ -103,6 +114,7 @@ class Bitstream:
     strings: tuple[bytes, ...]
     checks: Checks | None = None
     version: int = field(default=FORMAT_VERSION)
+    gain: float | None = None
 
     @property
     def header_bytes(self) -> int:
@@ -131,12 +143,16 @@ def pack(bs: Bitstream) -> bytes:
             raise ValueError("version 1 holds only bottom/right padding and no checks")
         dims = _DIMS_V1.pack(bs.height, bs.width, *bs.pad[2:], *bs.latent_shape, n)
         checks = b""
-    elif bs.version == FORMAT_VERSION:
+    elif bs.version in (FORMAT_VERSION, VBR_FORMAT_VERSION):
         c = bs.checks
         if c is None:
-            raise ValueError("version 2 needs checks")
+            raise ValueError(f"version {bs.version} needs checks")
+        if (bs.gain is not None) != (bs.version == VBR_FORMAT_VERSION):
+            raise ValueError("version 3 and only version 3 holds a gain")
         dims = _DIMS.pack(bs.height, bs.width, *bs.pad, *bs.latent_shape, n)
         checks = _CHECKS.pack(c.tables, c.indexes, c.symbols)
+        if bs.gain is not None:
+            checks += _GAIN.pack(bs.gain)
         checks += _varint(len(c.signalled)) + _varint(len(c.outliers))
         checks += _side(c.signalled, lambda i: i)
         checks += _side(c.outliers, lambda v: 2 * v if v >= 0 else -2 * v - 1)  # zigzag
@@ -244,13 +260,21 @@ def unpack(data: bytes) -> Bitstream:
     if len(body) < pos:
         raise BitstreamError("truncated .sic file")
     lengths = struct.unpack_from(f">{count}I", data, fixed_end)
-    checks = None
+    checks, gain = None, None
     if version >= 2:
         if len(body) < pos + _CHECKS.size:
             raise BitstreamError("truncated .sic file")
         tables, indexes, symbols = _CHECKS.unpack_from(data, pos)
+        pos += _CHECKS.size
+        if version == VBR_FORMAT_VERSION:
+            if len(body) < pos + _GAIN.size:
+                raise BitstreamError("truncated .sic file")
+            (gain,) = _GAIN.unpack_from(data, pos)
+            pos += _GAIN.size
+            if not (math.isfinite(gain) and gain > 0):
+                raise BitstreamError(f".sic file declares an invalid quantisation gain {gain!r}")
         end = len(body) - sum(lengths)  # the side information ends where the strings begin
-        n_sig, pos = _read_varint(data, pos + _CHECKS.size, end)
+        n_sig, pos = _read_varint(data, pos, end)
         n_out, pos = _read_varint(data, pos, end)
         if 2 * (n_sig + n_out) > end - pos:  # every entry takes at least two bytes
             raise BitstreamError(".sic file declares more side information than it holds")
@@ -268,5 +292,5 @@ def unpack(data: bytes) -> Bitstream:
         strings.append(bytes(data[pos : pos + n]))
         pos += n
     return Bitstream(
-        model, weights_hash, height, width, pad, (zh, zw), tuple(strings), checks, version
+        model, weights_hash, height, width, pad, (zh, zw), tuple(strings), checks, version, gain
     )

@@ -214,11 +214,17 @@ def _medians(net: CompressionModel) -> Tensor:
 
 
 @torch.inference_mode()
-def encode_latents(net: CompressionModel, x: Tensor) -> Coded:
+def encode_latents(net: CompressionModel, x: Tensor, gain: float | None = None) -> Coded:
     """Analyse ``x`` ``(1, 3, H, W)`` (sides a multiple of the model's downsampling) and code
-    its latents with the checks of format version 2."""
+    its latents with the checks of format version 2.
+
+    ``gain``: the quantisation gain of a variable-rate model (:mod:`saicm.codec.vbr`; the
+    symbols are ``round((y - mu) * gain)`` with scales ``sigma * gain``); ``None`` for every
+    other model.
+    """
     if x.shape[0] != 1:
         raise ValueError("one image at a time")
+    g = _gain(net, gain)
     ztab, ytab = coding_tables(net)
     p = _param_net(net)
     y = net.g_a(x)
@@ -245,8 +251,8 @@ def encode_latents(net: CompressionModel, x: Tensor) -> Coded:
     else:
         scales, means = p(z_hat.double()).chunk(2, 1)
         _check_encoder(scales, means)
-        q = torch.round(y64 - means)
-        idx, near = scale_indexes(scales, table)
+        q = torch.round((y64 - means) * g)
+        idx, near = scale_indexes(scales * g, table)
         acc.add(idx, q.reshape(-1).to(torch.int64).numpy(), near)
     n_z = acc.idx[0].size
     z_stream, z_out = encode_symbols(acc.sym[0], acc.idx[0], ztab)
@@ -264,6 +270,25 @@ def encode_latents(net: CompressionModel, x: Tensor) -> Coded:
     return Coded((z_stream, y_stream), checks, (int(z.shape[2]), int(z.shape[3])))
 
 
+def _gain(net: CompressionModel, gain: float | None) -> float:
+    """The gain as float64 (1.0 for a fixed-rate model); checked against the model.
+
+    Raises:
+        ModelError: a gain for a fixed-rate model, none for a variable-rate one, or one outside
+            the model's range.
+    """
+    from .vbr import is_variable_rate
+
+    if not is_variable_rate(net):
+        if gain is not None:
+            raise ModelError("a fixed-rate model takes no rate setting (gain)")
+        return 1.0
+    if gain is None:
+        raise ModelError("a variable-rate model needs a rate setting (gain)")
+    net.check_gain(gain)
+    return float(np.float32(gain))
+
+
 def _check_encoder(*tensors: Tensor) -> None:
     for t in tensors:
         if not torch.isfinite(t).all():
@@ -272,14 +297,25 @@ def _check_encoder(*tensors: Tensor) -> None:
 
 @torch.inference_mode()
 def decode_latents(
-    net: CompressionModel, strings: tuple[bytes, ...], latent_shape: tuple[int, int], checks
+    net: CompressionModel,
+    strings: tuple[bytes, ...],
+    latent_shape: tuple[int, int],
+    checks,
+    gain: float | None = None,
 ) -> Tensor:
     """Decode the strings of a ``.sic`` file into ``y_hat`` ``(1, M, h, w)`` float32, checking
     everything the encoder recorded; ``checks=None`` decodes a version-1 file (``y`` then ``z``
     strings, CompressAI's float32 arithmetic, no check) with a :class:`SaicmWarning`.
+    ``gain``: the file's quantisation gain (format 3, variable-rate models), else ``None``.
 
-    Raises :class:`BitstreamError` with the likely cause when a check fails.
+    Raises :class:`BitstreamError` with the likely cause when a check fails, or when the file's
+    gain does not fit the model (a fixed-rate file for a variable-rate model or the reverse, a
+    gain outside the model's range).
     """
+    try:
+        g = _gain(net, gain)
+    except ModelError as exc:
+        raise BitstreamError(f"the file's rate setting does not fit the model: {exc}") from None
     if checks is None:
         return _decode_v1(net, strings, latent_shape)
     if len(strings) != 2:
@@ -344,6 +380,11 @@ def decode_latents(
             q = next_symbols(scale, mu)
             done.append(p._refine(i, support, q + mu))
         y_hat = torch.cat(done, dim=1)
+    elif gain is not None:  # a variable-rate model
+        scales, means = p(z_hat.double()).chunk(2, 1)
+        q = next_symbols(scales * g, means)
+        off = net.offsets(q.float(), scales.float(), g).double()
+        y_hat = q.sign() * (q.abs() + off) / g + means
     else:
         scales, means = p(z_hat.double()).chunk(2, 1)
         y_hat = next_symbols(scales, means) + means

@@ -313,3 +313,19 @@ def _tcm_small(**config: Any) -> CompressionModel:
 )
 def _mbt2018_mean(N: int, M: int) -> CompressionModel:
     return MeanScaleHyperprior(N=N, M=M)
+
+
+@register_architecture(
+    "mbt2018-mean-vbr",
+    config={"N": 128, "M": 192, "levels": 8},
+    paper="Kamisli, Racape, Choi, Variable-Rate Learned Image Compression with Multi-Objective "
+    "Optimization and Quantization-Reconstruction Offsets, DCC 2024 (CompressAI's "
+    "MeanScaleHyperpriorVbr, on Minnen et al.'s mean-scale hyperprior)",
+    description="mbt2018-mean with a quantisation gain per rate: one model for a range of "
+    "lambdas (7.0 M parameters)",
+    coding_bytes_per_pixel=500,
+)
+def _mbt2018_mean_vbr(N: int, M: int, levels: int) -> CompressionModel:
+    from .vbr import VariableRateMeanScale
+
+    return VariableRateMeanScale(N=N, M=M, levels=levels)

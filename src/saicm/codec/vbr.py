@@ -1,0 +1,181 @@
+"""Variable-rate coding: one network for every rate between the lowest and highest lambda it was
+trained for.
+
+The network is CompressAI's ``MeanScaleHyperpriorVbr`` (Kamisli, Racape, Choi, "Variable-Rate
+Learned Image Compression with Multi-Objective Optimization and Quantization-Reconstruction
+Offsets", DCC 2024): the mean-scale hyperprior of Minnen et al. whose latent ``y`` is quantised
+with a step ``1 / gain``,
+
+    q = round((y - mu) * gain),   y_hat = mu + sign(q) (|q| + offset(sigma * gain, gain)) / gain
+
+and coded with the Gaussian of scale ``sigma * gain``; ``offset`` is a small network (the
+quantisation-reconstruction offsets of the paper). A low gain is a coarse step: few bits.
+
+What saicm adds (:class:`VariableRateMeanScale`):
+
+- The rate setting is the lambda the model was trained with, not an index: the model holds
+  ``levels`` anchor lambdas (log-spaced over the range it was trained for, a buffer of its
+  weights) and one gain per anchor (``Gain``, fixed at ``sqrt(lambda / lambda_max)``, as
+  CompressAI's defaults are); a lambda between two anchors gets the gain interpolated linearly
+  in ``(log lambda, log gain)`` (:meth:`VariableRateMeanScale.gain_for`). Training samples
+  lambda log-uniformly over the whole range each step, so every setting in between is trained,
+  not only the anchors.
+- The gain of a file travels in its header as a float32 (``.sic`` format 3), so the decoder
+  uses exactly the encoder's value; entropy parameters are computed in float64 and checked as for
+  every model (:mod:`saicm.codec.latents`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from compressai.models.vbr import MeanScaleHyperpriorVbr
+from torch import Tensor
+
+from ..errors import ModelError
+
+__all__ = ["VariableRateMeanScale", "anchor_gains", "is_variable_rate"]
+
+#: CompressAI's training lambdas of ``mbt2018-mean-vbr`` (MSE, on 255^2 * MSE); the default range.
+COMPRESSAI_LMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.025, 0.0483, 0.0932, 0.18)
+
+
+def anchor_gains(lmbdas: Sequence[float]) -> list[float]:
+    """``sqrt(lambda / max(lambda))`` for each anchor: CompressAI's default gains (0.1 to 1 over
+    its lambdas 0.0018 to 0.18) follow this rule to within 4%."""
+    top = max(lmbdas)
+    return [math.sqrt(v / top) for v in lmbdas]
+
+
+def _log_interp(x: float, xs: list[float], ys: list[float]) -> float:
+    """Piecewise-linear interpolation in ``(log x, log y)`` over increasing ``xs`` (``x``
+    clamped to their range)."""
+    t = math.log(min(max(x, xs[0]), xs[-1]))
+    logs = [math.log(v) for v in xs]
+    i = max(0, min(len(xs) - 2, sum(v <= t for v in logs) - 1))
+    f = (t - logs[i]) / (logs[i + 1] - logs[i])
+    return math.exp((1 - f) * math.log(ys[i]) + f * math.log(ys[i + 1]))
+
+
+class VariableRateMeanScale(MeanScaleHyperpriorVbr):
+    """``mbt2018-mean-vbr``: CompressAI's ``MeanScaleHyperpriorVbr`` with its rate set by lambda.
+
+    Arguments:
+        N, M: channels of the transforms and of the latent (as ``mbt2018-mean``).
+        levels: number of anchor lambdas (and gains).
+
+    The anchors default to CompressAI's lambdas (levels 8) or a log-spaced range over them;
+    :meth:`set_range` (the trainer) sets the range a model is trained for.
+    """
+
+    def __init__(self, N: int = 128, M: int = 192, levels: int = 8) -> None:
+        super().__init__(N=N, M=M)
+        if levels < 2:
+            raise ModelError(f"a variable-rate model needs at least 2 levels, not {levels}")
+        lmbdas = torch.logspace(
+            math.log10(COMPRESSAI_LMBDAS[0]), math.log10(COMPRESSAI_LMBDAS[-1]), levels
+        )
+        self.register_buffer("lmbda_levels", lmbdas.float())
+        self.Gain = torch.nn.Parameter(torch.tensor(anchor_gains(lmbdas.tolist())))
+        self.levels = levels
+        self.lmbda = lmbdas.tolist()
+
+    def set_range(self, low: float, high: float) -> None:
+        """Anchor lambdas log-spaced over ``[low, high]``, gains per :func:`anchor_gains`.
+
+        Raises:
+            ModelError: ``low`` and ``high`` are not finite with ``0 < low < high``.
+        """
+        if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
+            raise ModelError(f"lambda range {low!r}..{high!r}: need 0 < low < high")
+        lmbdas = torch.logspace(math.log10(low), math.log10(high), self.levels, dtype=torch.float64)
+        with torch.no_grad():
+            self.lmbda_levels.copy_(lmbdas.float())
+            self.Gain.copy_(torch.tensor(anchor_gains(lmbdas.tolist())))
+        self.lmbda = self.lmbda_levels.tolist()
+
+    @property
+    def rate_range(self) -> tuple[float, float]:
+        """``(lowest, highest)`` lambda this model codes at (float32 values, as stored)."""
+        return float(self.lmbda_levels[0]), float(self.lmbda_levels[-1])
+
+    def _check_anchors(self) -> tuple[list[float], list[float]]:
+        lm = [float(v) for v in self.lmbda_levels]
+        gains = [float(v) for v in self.Gain.detach()]
+        ok = all(math.isfinite(v) and v > 0 for v in lm + gains)
+        if not ok or any(b <= a for a, b in itertools.pairwise(lm)):
+            raise ModelError("the model's lambda anchors are not increasing and positive")
+        if any(b <= a for a, b in itertools.pairwise(gains)):
+            raise ModelError("the model's gains do not increase with lambda")
+        return lm, gains
+
+    def gain_for(self, lmbda: float) -> float:
+        """The quantisation gain of ``lmbda`` (float32 value, as a file stores it).
+
+        Raises:
+            ModelError: ``lmbda`` is not a number inside :attr:`rate_range`.
+        """
+        lm, gains = self._check_anchors()
+        if not (isinstance(lmbda, (int, float)) and math.isfinite(lmbda)):
+            raise ModelError(f"lambda {lmbda!r} is not a number")
+        lo, hi = lm[0], lm[-1]
+        # the range's ends are float32 values: allow their rounding of a decimal the user typed
+        if not lo * (1 - 1e-6) <= lmbda <= hi * (1 + 1e-6):
+            raise ModelError(
+                f"lambda {lmbda:g} is outside this variable-rate model's range {lo:.6g}..{hi:.6g}"
+            )
+        return float(torch.tensor(_log_interp(lmbda, lm, gains), dtype=torch.float32))
+
+    def lmbda_for(self, gain: float) -> float:
+        """Inverse of :meth:`gain_for` (for reports): the lambda whose gain is ``gain``.
+
+        Raises:
+            ModelError: ``gain`` is outside the model's gains.
+        """
+        lm, gains = self._check_anchors()
+        if not (math.isfinite(gain) and gains[0] * (1 - 1e-6) <= gain <= gains[-1] * (1 + 1e-6)):
+            raise ModelError(
+                f"gain {gain!r} is outside this model's gains {gains[0]:.6g}..{gains[-1]:.6g}"
+            )
+        return _log_interp(gain, gains, lm)
+
+    def check_gain(self, gain: float) -> None:
+        """Raise :class:`ModelError` unless ``gain`` lies within the model's gains."""
+        self.lmbda_for(gain)
+
+    @property
+    def default_lmbda(self) -> float:
+        """The geometric middle of the range: the setting used when none is given."""
+        lo, hi = self.rate_range
+        return math.sqrt(lo * hi)
+
+    def _get_scale(self, stage: int, s: int, inputscale) -> Tensor:
+        # CompressAI takes ``inputscale`` only in eval mode; saicm trains at any gain
+        if isinstance(inputscale, Tensor):
+            return inputscale
+        return super()._get_scale(stage, s, inputscale)
+
+    def forward(self, x: Tensor, lmbda: float | None = None) -> dict:  # type: ignore[override]
+        """Training/validation pass at ``lmbda`` (default :attr:`default_lmbda`): the mixed
+        proxy of the paper (additive noise for the rate term, straight-through rounding with
+        reconstruction offsets for ``x_hat``)."""
+        lmbda = self.default_lmbda if lmbda is None else lmbda
+        gain = torch.tensor(self.gain_for(lmbda), device=x.device)
+        return super().forward(x, stage=2, inputscale=gain)
+
+    def offsets(self, q: Tensor, scales: Tensor, gain: float) -> Tensor:
+        """Reconstruction offsets of the quantised symbols ``q`` (float32, any shape) given
+        their (unscaled) ``scales``: ``y_hat = mu + sign(q) (|q| + offsets) / gain``."""
+        g = torch.tensor(gain, dtype=torch.float32)
+        stdev = self.gaussian_conditional.lower_bound_scale(scales.float() * g)
+        inp = torch.stack((stdev, g.expand(stdev.shape)), dim=-1)
+        off = -self.QuantABCD(inp).squeeze(-1)
+        return torch.where(q.abs() < 1e-4, torch.zeros_like(off), off)
+
+
+def is_variable_rate(net: torch.nn.Module) -> bool:
+    """Whether ``net`` codes at a rate chosen per file (:class:`VariableRateMeanScale`)."""
+    return isinstance(net, VariableRateMeanScale)
