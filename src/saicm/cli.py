@@ -119,21 +119,38 @@ def _each(items: Iterable[tuple[str, Path]], job: Callable[[str, Path], str], to
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from .codec import encode, load_model
+    from .codec import encode, encode_to_bpp, load_model
+    from .codec.api import rate_gain
     from .utils.io import atomic_write_bytes, refuse_overwrite
 
+    names = args.model or [None]
+    if len(names) > 1 and args.bpp is None:
+        raise SaicmError("several models need --bpp (the largest setting that fits is chosen)")
+    if args.bpp is not None and args.lmbda is not None:
+        raise SaicmError("give --lmbda or --bpp, not both")
     outs = _outputs(args.images, args.output, ".sic")
-    refuse_overwrite([*args.images, *([args.model] if args.model else [])], outs)
-    model = load_model(args.model, arch=args.arch)
+    refuse_overwrite([*args.images, *(n for n in names if n)], outs)
+    models = [load_model(n, arch=args.arch) for n in names]
+    if args.bpp is None:
+        rate_gain(models[0], args.lmbda)  # a bad --lmbda fails before any image is read
 
     def job(src: str, dst: Path) -> str:
         from .image import load_image
 
         rgb = load_image(src)
-        data = encode(rgb, model)
+        if args.bpp is not None:
+            choice = encode_to_bpp(rgb, models, args.bpp)
+            data, setting = choice.data, f"  {choice.setting} ({choice.tries} tries)"
+        else:
+            data, setting = encode(rgb, models[0], lmbda=args.lmbda), ""
+            if args.lmbda is not None:
+                setting = f"  lambda {args.lmbda:g}"
         atomic_write_bytes(dst, data)
         bpp = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
-        return f"{src} -> {dst}  {rgb.shape[1]}x{rgb.shape[0]}  {len(data)} bytes  {bpp:.4f} bpp"
+        return (
+            f"{src} -> {dst}  {rgb.shape[1]}x{rgb.shape[0]}  {len(data)} bytes  {bpp:.4f} bpp"
+            + setting
+        )
 
     return _each(zip(args.images, outs, strict=True), job, len(outs))
 
@@ -468,11 +485,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "-m",
         "--model",
+        nargs="+",
         default=None,
-        help="installed model name or model file (default: the shipped SA-ICM model)",
+        help="installed model name or model file (default: the shipped SA-ICM model); several "
+        "with --bpp",
     )
     e.add_argument(
         "--arch", default=None, help="architecture of a foreign checkpoint (default: detected)"
+    )
+    e.add_argument(
+        "--lmbda",
+        type=finite_float(0, 10_000, lo_open=True),
+        default=None,
+        metavar="L",
+        help="rate setting of a variable-rate model: a lambda within its range (saicm models "
+        "lists it; default: the middle of the range)",
+    )
+    e.add_argument(
+        "--bpp",
+        type=finite_float(0, 1_000, lo_open=True),
+        default=None,
+        metavar="TARGET",
+        help="code each image at the largest setting of the model(s) whose file has at most "
+        "TARGET bits per pixel (a variable-rate model's lambda is searched per image)",
     )
     e.set_defaults(func=cmd_encode)
 

@@ -246,7 +246,10 @@ class FfmpegCodec(Codec):
 
 
 class LearnedCodec(Codec):
-    """saicm's own models: each setting is an installed model name or a model file."""
+    """saicm's own models: each setting is an installed model name or a model file; for a
+    variable-rate model, ``MODEL@LAMBDA`` (a lambda in its range). A bare number after such a
+    setting takes the same model (``vbr@0.002,0.004,0.008``), and a variable-rate model named
+    alone stands for :data:`VBR_POINTS` lambdas log-spaced over its range: one curve."""
 
     name = "saicm"
 
@@ -255,13 +258,15 @@ class LearnedCodec(Codec):
 
         self.default_settings = (DEFAULT_MODEL,)
         super().__init__(settings)
+        self.settings = _expand_rates(self.settings)
 
     def available(self) -> str | None:
         from ..codec import load_model
 
         try:
             for s in self.settings:
-                load_model(s)
+                model, lmbda = split_setting(s)
+                rate_gain_of(load_model(model), lmbda)
         except SaicmError as exc:
             return str(exc)
         return None
@@ -272,26 +277,32 @@ class LearnedCodec(Codec):
 
         # A retrained model keeps its name: the weights decide, and how the model pads and
         # rounds (named unless it is saicm's usual, so earlier cache entries stay valid).
-        name = Path(setting).stem if setting.endswith(".pt") else setting
-        model = load_model(setting)
+        spec, lmbda = split_setting(setting)
+        name = Path(spec).stem if spec.endswith(".pt") else spec
+        model = load_model(spec)
         coding = "" if model.coding == SAICM_CODING else f"+{model.coding.tag}"
-        return f"{name}@{model.weights_hash[:12]}{coding}"
+        rate = "" if lmbda is None else f"+lmbda{lmbda:.6g}"
+        return f"{name}@{model.weights_hash[:12]}{coding}{rate}"
 
     def fingerprint(self, setting: str) -> dict[str, str]:
         import torch
 
         from .. import __version__
         from ..codec import load_model
-        from ..codec.bitstream import FORMAT_VERSION
+        from ..codec.bitstream import FORMAT_VERSION, VBR_FORMAT_VERSION
 
-        model = load_model(setting)
+        spec, lmbda = split_setting(setting)
+        model = load_model(spec)
+        gain = rate_gain_of(model, lmbda)
+        rate = {} if gain is None else {"gain": f"{gain!r}"}
         return {
-            **super().fingerprint(Path(setting).name),  # the weights, not the path, decide
+            **super().fingerprint(Path(spec).name),  # the weights, not the path, decide
             "arch": model.arch,
             "config": json.dumps(model.config, sort_keys=True, default=str),
             "weights": model.weights_hash,
             "coding": model.coding.tag,  # padding and rounding change the pictures too
-            "sic_format": str(FORMAT_VERSION),
+            "sic_format": str(FORMAT_VERSION if gain is None else VBR_FORMAT_VERSION),
+            **rate,
             "saicm": __version__,
             "torch": torch.__version__,
         }
@@ -299,13 +310,91 @@ class LearnedCodec(Codec):
     def code(self, image: np.ndarray, setting: str) -> Coded:
         from ..codec import decode, encode, load_model
 
-        model = load_model(setting)
+        spec, lmbda = split_setting(setting)
+        model = load_model(spec)
         t = time.perf_counter()
-        data = encode(image, model)
+        data = encode(image, model, lmbda=lmbda)
         t_enc = time.perf_counter() - t
         t = time.perf_counter()
         decoded = decode(data, model)
         return Coded(decoded, len(data), t_enc, time.perf_counter() - t)
+
+
+#: Points of the curve a variable-rate model named alone in ``saicm eval`` stands for.
+VBR_POINTS = 6
+
+
+def split_setting(setting: str) -> tuple[str, float | None]:
+    """``MODEL@LAMBDA`` -> ``(MODEL, LAMBDA)``; ``MODEL`` -> ``(MODEL, None)``.
+
+    Raises:
+        CodecSettingError: a lambda that is not a finite number above 0.
+    """
+    from ..utils.options import OptionError, finite_float
+
+    model, at, rate = setting.rpartition("@")
+    if not at:
+        return setting, None
+    try:
+        return model, finite_float(0, 10_000, lo_open=True)(rate)
+    except OptionError as exc:
+        raise CodecSettingError(f"codec saicm: setting {setting!r}: lambda {exc}") from None
+
+
+def rate_gain_of(model, lmbda: float | None) -> float | None:
+    """:func:`saicm.codec.api.rate_gain` for a setting: a variable-rate model named without a
+    lambda is an error here (each setting is one point)."""
+    from ..codec.api import rate_gain
+    from ..codec.vbr import is_variable_rate
+
+    if lmbda is None and is_variable_rate(model.net):
+        lo, hi = model.net.rate_range
+        raise SaicmError(
+            f"{model.name} is a variable-rate model: name a setting as {model.name}@LAMBDA "
+            f"(LAMBDA in {lo:.6g}..{hi:.6g})"
+        )
+    return rate_gain(model, lmbda)
+
+
+def _expand_rates(settings: list[str]) -> list[str]:
+    """Bare numbers take the model of the setting before them; a variable-rate model named
+    alone becomes :data:`VBR_POINTS` settings over its range. A setting that does not load is
+    kept as it is (``available`` says why)."""
+    import math
+
+    from ..codec import load_model
+    from ..codec.vbr import is_variable_rate
+    from ..utils.options import OptionError, finite_float
+
+    out: list[str] = []
+    last_model: str | None = None
+    for s in settings:
+        try:
+            finite_float(0, 10_000, lo_open=True)(s)
+            number = True
+        except OptionError:
+            number = False
+        if number and last_model is not None:
+            out.append(f"{last_model}@{s}")
+            continue
+        model, lmbda = split_setting(s)
+        last_model = model if lmbda is not None else None
+        if lmbda is None:
+            try:
+                m = load_model(model)
+            except SaicmError:
+                out.append(s)
+                continue
+            if is_variable_rate(m.net):
+                lo, hi = m.net.rate_range
+                step = (math.log(hi) - math.log(lo)) / (VBR_POINTS - 1)
+                pts = [math.exp(math.log(lo) + i * step) for i in range(VBR_POINTS)]
+                pts[0], pts[-1] = lo, hi
+                out += [f"{model}@{v:.6g}" for v in pts]
+                last_model = model
+                continue
+        out.append(s)
+    return out
 
 
 class Lossless(Codec):
