@@ -101,3 +101,22 @@ class CodeRunningPickle:
         import os
 
         return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(scope="session")
+def vbr_model(tmp_path_factory):
+    """A variable-rate model (``mbt2018-mean-vbr``, lambda 0.0018 to 0.013) whose transforms are
+    the shipped ``mse-mbt-0.013``'s: its rate rises with lambda from the start (the gain alone
+    sets the quantisation step), as a trained one's does."""
+    from saicm.codec import load_model
+
+    start = load_model("mse-mbt-0.013")
+    torch.manual_seed(0)
+    net = create_model("mbt2018-mean-vbr")
+    net.load_state_dict(start.net.state_dict(), strict=False)
+    net.set_range(0.0018, 0.013)
+    path = tmp_path_factory.mktemp("models") / "vbr.pt"
+    config = {"N": 128, "M": 192, "levels": 8}
+    return export_model(
+        path, net, name="vbr", arch="mbt2018-mean-vbr", config=config, storage="int8"
+    )
