@@ -202,11 +202,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in models:
         card = m["card"]
         mark = "*" if m["name"] == DEFAULT_MODEL else " "
-        keys = ("loss", "alpha", "lmbda", "steps")
+        keys = ("loss", "alpha", "lmbda", "lmbda_range", "steps")
         facts = ", ".join(f"{k}={card[k]}" for k in keys if k in card)
         if m.get("coding"):  # how it pads, its tables, its rounding (saicm's usual if absent)
             facts += f"{', ' if facts else ''}{_coding_tag(m['coding'])}"
-        print(f" {mark}{m['name']:<24} {m['arch']:<14} {m['bytes'] / 1e6:6.1f} MB  {facts}")
+        print(f" {mark}{m['name']:<24} {m['arch']:<16} {m['bytes'] / 1e6:6.1f} MB  {facts}")
         print(f"   {m['path']}")
     if not models:
         print("  (none)")
