@@ -53,18 +53,37 @@ def _side(pairs, code):
     return out
 
 
-def sic_v2(name, whash, h, w, pad, zh, zw, strings, checks=(0, 0, 0), sig=(), out=()):
+def sic_v2(name, whash, h, w, pad, zh, zw, strings, checks=(0, 0, 0), sig=(), out=(), gain=None):
+    """Version 2, or version 3 (a variable-rate model's file) when ``gain`` is given: raw
+    float32 bits (bytes) or a number."""
     n = name.encode()
-    body = b"SAIC" + bytes([2, len(n)]) + n + whash
+    body = b"SAIC" + bytes([2 if gain is None else 3, len(n)]) + n + whash
     body += struct.pack(">IIHHHHHHB", h, w, *pad, zh, zw, len(strings))
     body += struct.pack(f">{len(strings)}I", *map(len, strings))
-    body += struct.pack(">III", *checks) + _varint(len(sig)) + _varint(len(out))
+    body += struct.pack(">III", *checks)
+    if gain is not None:
+        body += gain if isinstance(gain, bytes) else struct.pack(">f", gain)
+    body += _varint(len(sig)) + _varint(len(out))
     body += _side(sig, lambda i: i) + _side(out, lambda v: 2 * v if v >= 0 else -2 * v - 1)
     return body + b"".join(strings) + struct.pack(">I", zlib.crc32(body + b"".join(strings)))
 
 
+def _strings(data: bytes) -> list[bytes]:
+    """The entropy-coded strings of a version-2 or -3 file written by saicm."""
+    n = data[5]
+    pos = 6 + n + 8 + struct.calcsize(">IIHHHHHHB")
+    g = data[pos - 1]
+    lengths = struct.unpack_from(f">{g}I", data, pos)
+    end = len(data) - 4
+    out = []
+    for length in reversed(lengths):
+        out.insert(0, data[end - length : end])
+        end -= length
+    return out
+
+
 def parse_v2_checks(data: bytes):
-    """(tables, indexes, symbols) of a version-2 file written by saicm."""
+    """(tables, indexes, symbols) of a version-2 or -3 file written by saicm."""
     n = data[5]
     pos = 6 + n + 8 + struct.calcsize(">IIHHHHHHB")
     g = data[pos - 1]
@@ -200,7 +219,30 @@ def build(workdir: Path, mutants: int, seed: int, every: int = 1) -> None:
     weights = weights[:1] + weights[1::every]
     for i in range(mutants):
         weights.append(_mutate(rng, valid_w, fix_crc=i % 2 == 0))
-    for kind, files in (("sic", sics), ("weights", weights)):
+    # variable-rate files (format 3): hostile gains, strings and mutants of a valid one
+    torch.manual_seed(seed)
+    vnet = create_model("mbt2018-mean-vbr", N=32, M=48, levels=4)
+    vnet.set_range(0.002, 0.02)
+    vbr = export_model(
+        workdir / "vbr.pt", vnet, name="vbr", arch="mbt2018-mean-vbr",
+        config={"N": 32, "M": 48, "levels": 4},
+    )  # fmt: skip
+    valid3 = encode(img, vbr, lmbda=0.006)
+    vhash = vbr.hash_prefix
+    vchecks = parse_v2_checks(valid3)
+    vz, vy = _strings(valid3)
+    vbrs: list[bytes] = [valid3]
+    gains = [float("nan"), float("inf"), -float("inf"), -0.5, 0.0, 1e-38, 1e-45, 1e30, 0.3, 1.0001]
+    gains += [b"\x7f\xc0\x00\x01", b"\xff\xff\xff\xff", b"\x00\x00\x00\x01"]
+    for g in gains:
+        vbrs.append(sic_v2("vbr", vhash, 64, 128, (0,) * 4, 1, 2, [vz, vy], vchecks, gain=g))
+    for a in hostile[::2]:
+        vbrs.append(sic_v2("vbr", vhash, 64, 128, (0,) * 4, 1, 2, [a, vy], vchecks, gain=0.5))
+        vbrs.append(sic_v2("vbr", vhash, 64, 128, (0,) * 4, 1, 2, [vz, a], vchecks, gain=0.5))
+    vbrs.append(sic_v2("vbr", vhash, 64, 128, (0,) * 4, 1, 2, [vz, vy], vchecks))  # no gain
+    for i in range(mutants):
+        vbrs.append(_mutate(rng, valid3, fix_crc=i % 2 == 0))
+    for kind, files in (("sic", sics), ("weights", weights), ("vbr", vbrs)):
         d = workdir / kind
         d.mkdir(parents=True, exist_ok=True)
         for i, f in enumerate(files):
@@ -217,13 +259,13 @@ def child(workdir: Path, kind: str, start: int) -> None:
     from saicm.errors import SaicmError
     from saicm.utils.weight_coding import decode_state
 
-    model = load_model(workdir / "tiny.pt")
+    model = load_model(workdir / ("vbr.pt" if kind == "vbr" else "tiny.pt"))
     files = sorted((workdir / kind).glob("*.bin"))
     for i in range(start, len(files)):
         data = files[i].read_bytes()
         print(f"try {i}", flush=True)
         try:
-            decode(data, model) if kind == "sic" else decode_state(data)
+            decode(data, model) if kind in ("sic", "vbr") else decode_state(data)
             result = "ok"
         except SaicmError:
             result = "clean"
@@ -294,7 +336,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     if "--no-build" not in args:
         build(workdir, mutants, seed, every)
-    print(json.dumps({kind: run(workdir, kind) for kind in ("sic", "weights")}))
+    print(json.dumps({kind: run(workdir, kind) for kind in ("sic", "weights", "vbr")}))
 
 
 if __name__ == "__main__":
