@@ -308,14 +308,24 @@ def cmd_masks(args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary.failures else 0
 
 
-from .utils.checks import TRAIN_CHECKS  # noqa: E402  (light: no torch)
+from .utils.checks import TRAIN_CHECKS, TRAIN_PAIRS  # noqa: E402  (light: no torch)
 
 TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the config file
     "images": (str, "folder of training images"),
     "masks": (str, "folder of masks (edge masks for --loss edge, object masks for region)"),
     "loss": (str, "mse (Eq. 1), region (Eq. 3) or edge (SA-ICM, Eq. 5); default edge"),
-    "lmbda": (float, "rate-distortion trade-off (default 0.05)"),
+    "lmbda": (float, "rate-distortion trade-off of a fixed-rate model (default 0.05)"),
+    "lmbda_range": (
+        float,
+        "a variable-rate architecture (mbt2018-mean-vbr) trains every lambda from LO to HI, "
+        "one drawn log-uniformly each step (required for it, refused for others)",
+    ),
     "arch": (str, "architecture (default mbt2018-mean; see saicm models)"),
+    "quant": (
+        str,
+        "quantisation proxy: noise (mbt2018-mean's default), ste or mixed; tcm and "
+        "mbt2018-mean-vbr train with mixed only",
+    ),
     "init": (str, "start from this model's weights (installed name or file)"),
     "steps": (int, "optimisation steps (default 10000)"),
     "batch_size": (int, "global batch (default 8)"),
@@ -323,6 +333,7 @@ TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the config file
     "crop": (int, "random crop side, a multiple of 64 (default 256)"),
     "object_crops": (float, "fraction of crops around a mask pixel, for sparse masks (default 0)"),
     "outside_weight": (float, "weight of squared errors outside the mask (default 0, the paper)"),
+    "schedule": (str, "LR schedule: step (x gamma at the milestones, default) or cosine"),
     "lr": (float, "learning rate (default 1e-4)"),
     "aux_lr": (float, "learning rate of the quantiles (default 1e-3)"),
     "clip": (float, "gradient-norm clipping, 0 = off (default 1.0)"),
@@ -334,7 +345,7 @@ TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the config file
     "log_every": (int, "steps between log rows (default 50)"),
     "seed": (int, "seed (default 0)"),
     "workers": (int, "data-loading processes (default 0)"),
-    "name": (str, "name of the exported model (default <loss>-<arch>-<lmbda>)"),
+    "name": (str, "name of the exported model (default <loss>-<arch>-<lmbda> or <lo>-<hi>)"),
 }
 
 
@@ -620,7 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
     for key, (typ, text) in TRAIN_OPTIONS.items():
         flags = [f"--{key.replace('_', '-')}"] + (["--model"] if key == "arch" else [])
         check = TRAIN_CHECKS.get(key, typ)
-        t.add_argument(*flags, dest=key, type=check, default=None, help=text)
+        pair = {"nargs": 2, "metavar": ("LO", "HI")} if key in TRAIN_PAIRS else {}
+        t.add_argument(*flags, dest=key, type=check, default=None, help=text, **pair)
     t.set_defaults(func=cmd_train)
     ev = sub.add_parser("eval", help="rate-accuracy evaluation against conventional codecs")
     ev.add_argument("--images", nargs="+", required=True, help="folders and/or image files")

@@ -6,8 +6,9 @@ checkpoints and exact resume. Under ``torchrun`` it runs DistributedDataParallel
 gloo on CPUs); rank 0 alone writes.
 
 Reproducibility: the data of step ``s`` is fixed by ``(seed, s)`` (see ``MaskedImageFolder``),
-and the quantisation noise of micro-batch ``g`` of step ``s`` by ``(seed, s, g)``. Hence a resumed
-run repeats an uninterrupted one, and ``K`` ranks equal one process accumulating ``K``
+the quantisation noise of micro-batch ``g`` of step ``s`` by ``(seed, s, g)``, and the lambda of
+step ``s`` of a variable-rate run by ``(seed, s)`` (:func:`sample_lmbda`). Hence a resumed run
+repeats an uninterrupted one, and ``K`` ranks equal one process accumulating ``K``
 micro-batches.
 """
 
@@ -27,16 +28,18 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from ..codec.registry import create_model, get_architecture
+from ..codec.vbr import is_variable_rate
 from ..codec.zoo import TrainedModel, export_model, load_model
 from ..errors import SaicmError
 from ..image import list_images
 from ..utils.io import atomic_path
 from ..utils.runs import RunLogs, dist_env
-from .config import RESUME_APPLIED, RESUME_FIXED, TrainConfig
+from .config import RESUME_APPLIED, RESUME_FIXED, VARIABLE_RATE_ARCHS, TrainConfig
 from .data import MaskedImageFolder, MicroBatches
 from .loss import RateDistortionLoss
+from .proxy import TrainingForward
 
-__all__ = ["train", "validate"]
+__all__ = ["sample_lmbda", "train", "validate", "validation_lmbdas"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -90,14 +93,39 @@ def _noise_seed(seed: int, step: int, micro: int) -> int:
     return (seed * 1_000_003 + step) * 1_009 + micro
 
 
+def sample_lmbda(seed: int, step: int, low: float, high: float) -> float:
+    """The lambda of step ``step`` (0-based) of a variable-rate run: log-uniform in
+    ``[low, high)``, from a generator seeded by ``(seed, step)`` alone, so that every rank and
+    every resumed run draws the same one (and the global RNG, which draws the quantisation
+    noise, is left untouched)."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + step) * 7_919 + 1)
+    u = float(torch.rand((), generator=g, dtype=torch.float64))
+    return math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+
+
+def validation_lmbdas(low: float, high: float) -> list[float]:
+    """Where a variable-rate run is validated: both ends of its range and the geometric middle."""
+    return [low, math.sqrt(low * high), high]
+
+
 def _segment(cfg: TrainConfig, start: int) -> dict:
     """One segment of ``history``: the steps run from ``start`` with these settings."""
-    return {
+    seg = {
         "from_step": start,
         "to_step": start,
         **{k: getattr(cfg, k) for k in RESUME_APPLIED if k not in ("card", "workers", "name")},
-        "milestone_steps": cfg.milestone_steps(),
     }
+    if cfg.schedule == "cosine":
+        seg["lr_floor"] = cfg.lr_floor()
+    else:
+        seg["milestone_steps"] = cfg.milestone_steps()
+    return seg
+
+
+def _schedule_text(cfg: TrainConfig) -> str:
+    if cfg.schedule == "cosine":
+        return f"cosine from lr {cfg.lr:g} to {cfg.lr_floor():g} at step {cfg.steps}"
+    return f"lr {cfg.lr:g}, milestones at steps {cfg.milestone_steps()}"
 
 
 def _resume_settings(cfg: TrainConfig, ckpt: dict, step: int) -> list[dict]:
@@ -127,8 +155,10 @@ def _resume_settings(cfg: TrainConfig, ckpt: dict, step: int) -> list[dict]:
 
 def _nan_hint(cfg: TrainConfig, totals: dict[str, float], x: torch.Tensor, lr: float) -> str:
     """Why the loss may have become non-finite, from the inputs first, then the optimiser."""
-    if not (math.isfinite(cfg.lmbda) and cfg.lmbda > 0):
+    if cfg.lmbda is not None and not (math.isfinite(cfg.lmbda) and cfg.lmbda > 0):
         return f"--lmbda is {cfg.lmbda}: it must be a finite number above 0"
+    if cfg.lmbda_range is not None and not all(math.isfinite(v) and v > 0 for v in cfg.lmbda_range):
+        return f"--lmbda-range is {cfg.lmbda_range}: both must be finite numbers above 0"
     for k in ("lr", "aux_lr", "gamma", "clip"):
         v = getattr(cfg, k)
         if not math.isfinite(v) or v < 0:
@@ -142,27 +172,88 @@ def _nan_hint(cfg: TrainConfig, totals: dict[str, float], x: torch.Tensor, lr: f
     return f"settings and data are finite, the training diverged ({bad} not finite): {hint}"
 
 
+#: Tensors of a variable-rate network that a fixed-rate one lacks (prefixes of their names): left
+#: as built when a variable-rate run starts from a fixed-rate model (``Gain`` and
+#: ``lmbda_levels`` are then set from ``lmbda_range``).
+VBR_ONLY = ("Gain", "lmbda_levels", "QuantABCD.")
+
+
 @torch.no_grad()
-def _load_init(net: torch.nn.Module, cfg: TrainConfig) -> None:
-    """Start from the weights of the model ``cfg.init`` (same architecture and config)."""
+def _load_init(net: torch.nn.Module, cfg: TrainConfig, verbose: bool) -> None:
+    """Start from the weights of the model ``cfg.init``: one of the same architecture and
+    config, or, for a variable-rate run, a fixed-rate ``mbt2018-mean`` of the same ``N`` and
+    ``M`` (every one of its parameters is loaded by name; :data:`VBR_ONLY` stay fresh; what was
+    loaded is printed).
+
+    Raises:
+        SaicmError: another architecture or config, or (variable rate) a parameter of the model
+            that has no place of the same name and shape in the network.
+    """
     start = load_model(cfg.init)
     wanted = {**get_architecture(cfg.arch).config, **cfg.arch_config}
-    if start.arch != cfg.arch or start.config != wanted:
+    refusal = f"--init {cfg.init}: a {start.arch!r} model {start.config}, not {cfg.arch!r} {wanted}"
+    if start.arch == cfg.arch and start.config == wanted:
+        # Parameters, not the CDF tables (rebuilt at export); float16 files widen to float32.
+        params = dict(net.named_parameters())
+        state = {k: v.float() if k in params else v for k, v in start.net.state_dict().items()}
+        net.load_state_dict(state)
+        return
+    if not (cfg.variable_rate and start.arch in ("mbt2018-mean", *VARIABLE_RATE_ARCHS)):
+        raise SaicmError(refusal)
+    own = dict(net.named_parameters())
+    theirs = dict(start.net.named_parameters())
+    fits = {k for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+    misfits = sorted(k for k in theirs if k not in fits and not k.startswith(VBR_ONLY))
+    if misfits or not fits:
+        first = misfits[0] if misfits else "all"
         raise SaicmError(
-            f"--init {cfg.init}: a {start.arch!r} model {start.config}, not {cfg.arch!r} {wanted}"
+            f"{refusal}: {len(misfits) or len(theirs)} of its {len(theirs)} parameters "
+            f"({first}, ...) have no place of that name and shape (a variable-rate run starts "
+            "from an mbt2018-mean model of the same N and M)"
         )
-    # Parameters, not the CDF tables (rebuilt at export); float16 files widen to float32.
-    params = dict(net.named_parameters())
-    state = {k: v.float() if k in params else v for k, v in start.net.state_dict().items()}
-    net.load_state_dict(state)
+    for k in fits:
+        own[k].copy_(theirs[k].float())
+    if verbose:
+        kept = sorted(k for k in own if k not in fits)
+        values = sum(theirs[k].numel() for k in fits)
+        print(
+            f"--init {cfg.init}: loaded {len(fits)} of its {len(theirs)} parameter tensors "
+            f"({values:,} values) into {cfg.arch}; kept fresh: {', '.join(kept)}; anchors "
+            "(lmbda_levels, Gain) from lmbda_range",
+            flush=True,
+        )
 
 
 @torch.no_grad()
 def validate(
-    net: torch.nn.Module, images: str, masks: str | None, device: torch.device
+    net: torch.nn.Module,
+    images: str,
+    masks: str | None,
+    device: torch.device,
+    lmbdas: list[float] | None = None,
 ) -> dict[str, float]:
     """Mean bpp (entropy estimate), PSNR, and PSNR inside the mask over held-out images, with the
-    network in eval mode (rounding, as at test time)."""
+    network in eval mode (rounding, as at test time).
+
+    A variable-rate network is measured at each of ``lmbdas`` (default: :func:`validation_lmbdas`
+    of its range); each value's key then ends with ``@<lambda>``, e.g. ``bpp@0.0018``.
+    """
+    if is_variable_rate(net):
+        res: dict[str, float] = {}
+        for lm in lmbdas or validation_lmbdas(*net.rate_range):
+            one = _validate(net, images, masks, device, lm)
+            res.update({f"{k}@{lm:g}": v for k, v in one.items()})
+        return res
+    return _validate(net, images, masks, device, None)
+
+
+def _validate(
+    net: torch.nn.Module,
+    images: str,
+    masks: str | None,
+    device: torch.device,
+    lmbda: float | None,
+) -> dict[str, float]:
     from ..image import pad_to_multiple
 
     ds = MaskedImageFolder(images, masks, crop=64)
@@ -174,7 +265,7 @@ def validate(
         x, m = both[:, :3], both[:, 3:]
         h, w = x.shape[-2:]
         xp, _ = pad_to_multiple(x, getattr(net, "downsampling", 64))
-        out = net(xp)
+        out = net(xp) if lmbda is None else net(xp, lmbda=lmbda)
         x_hat = out["x_hat"][..., :h, :w].clamp(0, 1)
         bits = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
         bpp.append(float(bits) / (h * w))
@@ -250,12 +341,21 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.seed)
     net = create_model(cfg.arch, **cfg.arch_config)
+    if is_variable_rate(net) != cfg.variable_rate:  # the table of config.py is out of date
+        raise SaicmError(f"arch {cfg.arch}: variable rate is {is_variable_rate(net)} here")
     if cfg.init and not resume:  # a bad --init fails before the run folder is made
-        _load_init(net, cfg)
+        _load_init(net, cfg, verbose=rank == 0)
+    if cfg.variable_rate:
+        if ckpt is None:  # a resumed run's anchors come with its weights
+            net.set_range(*cfg.lmbda_range)
+        # the gains are fixed by the anchors (sqrt(lambda / lambda_max)), not trained
+        net.Gain.requires_grad_(False)
     net = net.to(device)
     net.train()
     aux_params = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
-    main_params = [p for n, p in net.named_parameters() if not n.endswith(".quantiles")]
+    main_params = [
+        p for n, p in net.named_parameters() if not n.endswith(".quantiles") and p.requires_grad
+    ]
     opt = torch.optim.Adam(main_params, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
     step = 0
@@ -278,6 +378,14 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise SaicmError(f"{ckpt_path}: does not fit this run's model ({first})") from None
         step = ckpt["step"]
+        if cfg.variable_rate and not all(
+            math.isclose(a, b, rel_tol=1e-6)
+            for a, b in zip(net.rate_range, cfg.lmbda_range, strict=True)
+        ):
+            raise SaicmError(
+                f"{ckpt_path}: its model's lambda range {net.rate_range} is not lmbda_range "
+                f"{cfg.lmbda_range}"
+            )
         if step < cfg.steps:
             history.append(_segment(cfg, step))
         changed = [
@@ -288,7 +396,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         if changed and rank == 0:
             print(
                 f"resuming at step {step} with {', '.join(changed)}; from here the LR "
-                f"follows lr {cfg.lr:g}, milestones at steps {cfg.milestone_steps()}",
+                f"follows {_schedule_text(cfg)}",
                 flush=True,
             )
     for g in aux_opt.param_groups:
@@ -297,14 +405,14 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.yaml")
-    model = net
+    model: torch.nn.Module = TrainingForward(net, cfg.quant)
     if world > 1:
         # The quantiles are trained by the auxiliary loss and averaged by hand below.
         torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-            net, [n for n, _ in net.named_parameters() if n.endswith(".quantiles")]
+            model, [n for n, _ in model.named_parameters() if n.endswith(".quantiles")]
         )
         model = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[local_rank] if cuda else None
+            model, device_ids=[local_rank] if cuda else None
         )
     amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and cuda)
@@ -346,7 +454,11 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
     t0, seen = time.perf_counter(), 0
     window: dict[str, float] = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}  # sums since the last row
     window_steps = 0
+    lmbda = None
     while step < cfg.steps:
+        if cfg.variable_rate:
+            lmbda = sample_lmbda(cfg.seed, step, *cfg.lmbda_range)
+            criterion.lmbda = lmbda
         lr = cfg.lr_at(step)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -360,7 +472,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
             sync = contextlib.nullcontext() if world == 1 or last else model.no_sync()
             with sync:
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    res_out = model(x)
+                    res_out = model(x) if lmbda is None else model(x, lmbda)
                 res_out = {
                     "x_hat": res_out["x_hat"].float(),
                     "likelihoods": {k: v.float() for k, v in res_out["likelihoods"].items()},
@@ -371,8 +483,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
                 totals[k] += float(res[k].detach()) / cfg.accumulate
         if not math.isfinite(totals["loss"]):
             raise SaicmError(
-                f"loss became {totals['loss']} at step {step + 1}: "
-                + _nan_hint(cfg, totals, x, lr)
+                f"loss became {totals['loss']} at step {step + 1}: " + _nan_hint(cfg, totals, x, lr)
             )
         scaler.unscale_(opt)
         if cfg.clip > 0:
@@ -408,11 +519,18 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
                     "aux": float(aux.detach()),
                     "lr": lr,  # of the last step
                     "images_per_s": seen / dt if dt > 0 else 0.0,
+                    # a variable-rate run: the last step's lambda and its own bpp and MSE
+                    **(
+                        {"lmbda": lmbda, "step_bpp": totals["bpp"], "step_mse": totals["mse"]}
+                        if lmbda is not None
+                        else {}
+                    ),
                 },
             )
             window, window_steps = dict.fromkeys(window, 0.0), 0
         if cfg.val_images and rank == 0 and (step % cfg.val_every == 0 or step == cfg.steps):
-            logs.row("val", step, validate(net, cfg.val_images, cfg.val_masks, device))
+            lms = validation_lmbdas(*cfg.lmbda_range) if cfg.variable_rate else None
+            logs.row("val", step, validate(net, cfg.val_images, cfg.val_masks, device, lms))
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save_checkpoint()
     bar.close()
@@ -420,9 +538,12 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         dist.barrier()
     if rank != 0:
         return None
+    rate = {"lmbda_range": cfg.lmbda_range} if cfg.variable_rate else {"lmbda": cfg.lmbda}
     card = {
         "loss": cfg.loss,
-        "lmbda": cfg.lmbda,
+        **rate,
+        "quant": cfg.quant,
+        "schedule": cfg.schedule,
         "steps": cfg.steps,
         "crop": cfg.crop,
         "object_crops": cfg.object_crops,

@@ -17,12 +17,21 @@ from .options import (
     safe_name,
 )
 
-__all__ = ["TRAIN_CHECKS"]
+__all__ = ["TRAIN_CHECKS", "TRAIN_OPTIONAL", "TRAIN_PAIRS"]
 
-#: setting -> checker (see :mod:`saicm.utils.options`); None values mean "not set"
+#: settings that are two values (``--lmbda-range LO HI``)
+TRAIN_PAIRS = ("lmbda_range",)
+#: settings that may be unset (None): the default is then decided by the other settings
+TRAIN_OPTIONAL = ("name", "lmbda", "lmbda_range", "quant")
+
+#: setting -> checker (see :mod:`saicm.utils.options`); None values mean "not set". The checker
+#: of a setting in :data:`TRAIN_PAIRS` checks each of its two values.
 TRAIN_CHECKS: dict[str, Callable[[Any], Any]] = {
     "loss": choice("mse", "region", "edge"),
     "lmbda": finite_float(0, 1e4, lo_open=True),
+    "lmbda_range": finite_float(0, 1e4, lo_open=True),  # each of the two, LO < HI
+    "quant": choice("noise", "ste", "mixed"),
+    "schedule": choice("step", "cosine"),
     "steps": int_range(1, 10**9),
     "batch_size": int_range(1, 1 << 16),
     "accumulate": int_range(1, 1 << 16),
