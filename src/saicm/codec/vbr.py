@@ -79,9 +79,14 @@ class VariableRateMeanScale(MeanScaleHyperpriorVbr):
             math.log10(COMPRESSAI_LMBDAS[0]), math.log10(COMPRESSAI_LMBDAS[-1]), levels
         )
         self.register_buffer("lmbda_levels", lmbdas.float())
-        self.Gain = torch.nn.Parameter(torch.tensor(anchor_gains(lmbdas.tolist())))
+        # fixed, as CompressAI's training detaches them: a parameter without gradients would
+        # stall DistributedDataParallel's reduction
+        self.Gain = torch.nn.Parameter(
+            torch.tensor(anchor_gains(lmbdas.tolist())), requires_grad=False
+        )
         self.levels = levels
         self.lmbda = lmbdas.tolist()
+        self._anchor_cache: tuple[tuple, tuple[list[float], list[float]]] | None = None
 
     def set_range(self, low: float, high: float) -> None:
         """Anchor lambdas log-spaced over ``[low, high]``, gains per :func:`anchor_gains`.
@@ -103,13 +108,22 @@ class VariableRateMeanScale(MeanScaleHyperpriorVbr):
         return float(self.lmbda_levels[0]), float(self.lmbda_levels[-1])
 
     def _check_anchors(self) -> tuple[list[float], list[float]]:
-        lm = [float(v) for v in self.lmbda_levels]
-        gains = [float(v) for v in self.Gain.detach()]
+        """The anchors as Python floats, checked; read from the tensors only when they changed
+        (a GPU training step would otherwise wait for 2 x ``levels`` device copies)."""
+        key = tuple(
+            (t.data_ptr(), -1 if t.is_inference() else t._version)
+            for t in (self.lmbda_levels, self.Gain)
+        )
+        if self._anchor_cache is not None and self._anchor_cache[0] == key:
+            return self._anchor_cache[1]
+        lm = [float(v) for v in self.lmbda_levels.detach().cpu()]
+        gains = [float(v) for v in self.Gain.detach().cpu()]
         ok = all(math.isfinite(v) and v > 0 for v in lm + gains)
         if not ok or any(b <= a for a, b in itertools.pairwise(lm)):
             raise ModelError("the model's lambda anchors are not increasing and positive")
         if any(b <= a for a, b in itertools.pairwise(gains)):
             raise ModelError("the model's gains do not increase with lambda")
+        self._anchor_cache = (key, (lm, gains))
         return lm, gains
 
     def gain_for(self, lmbda: float) -> float:
