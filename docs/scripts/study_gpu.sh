@@ -10,6 +10,9 @@
 #          c: SA-ICM with HED edges and 0.1 outside, and with wider edges alone, four lambdas each
 #          rep: two runs of set a again: GPU kernels are not deterministic, so this shows how far
 #             apart two trainings of one setting land
+#          vbr: one variable-rate model (mbt2018-mean-vbr) per loss over the lambdas of its four
+#             fixed-rate siblings of sets a and b; give it their total budget (4 x their steps,
+#             e.g. 17000 against 4250) for the equal-budget comparison of docs/RESULTS.md
 #   STEPS  steps of every run, or auto:SECONDS: the largest multiple of 250 steps that the whole
 #          set, side by side, finishes in SECONDS (timed on 150 steps first; printed, so that a
 #          later set can be given the same number)
@@ -48,7 +51,12 @@ c) SPECS=()  # the other two corners of edge width x outside weight
    done ;;
 rep) SPECS=("rep-mse-0.0067 --loss mse --lmbda 0.0067"  # two runs of set a once more
              "rep-sa-icm-hed-0.027 --loss edge --masks $D/masks-hed --lmbda 0.027") ;;
-*) echo "study_gpu.sh: unknown set $SET (a, b, c or rep)" >&2; exit 2 ;;
+vbr) SPECS=("scratch-vbr-mse --loss mse --arch mbt2018-mean-vbr --lmbda-range 0.0018 0.013"
+            "scratch-vbr-sa-icm-hed --loss edge --masks $D/masks-hed --arch mbt2018-mean-vbr
+             --lmbda-range 0.007 0.05"
+            "scratch-vbr-region --loss region --masks $D/masks-objects --object-crops 0.5
+             --outside-weight 0.1 --arch mbt2018-mean-vbr --lmbda-range 0.007 0.1") ;;
+*) echo "study_gpu.sh: unknown set $SET (a, b, c, rep or vbr)" >&2; exit 2 ;;
 esac
 
 # The data of study.sh; made here only where missing, so that a GPU machine with no HED weights
@@ -98,6 +106,7 @@ launch "$RUNS" "$STEPS"
 # model files as one rate-accuracy curve.
 for spec in "${SPECS[@]}"; do
     read -r name _ <<<"$(echo $spec)"
+    [[ $name == scratch-vbr-* ]] && continue  # a variable-rate model is a curve on its own
     family=${name%-*}
     mkdir -p "$RUNS/families/$family"
     ln -sfn "$(cd "$RUNS/$name" && pwd)/model.pt" "$RUNS/families/$family/${name##*-}.pt"

@@ -11,26 +11,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from saicm.codec import create_model
 from saicm.errors import SaicmError
 from saicm.train import TrainConfig, train
 from saicm.train.proxy import check_quant, forward_with_proxy
-
-
-@pytest.fixture()
-def corpus(tmp_path, photo):
-    img_dir, mask_dir = tmp_path / "images", tmp_path / "masks"
-    img_dir.mkdir()
-    mask_dir.mkdir()
-    for i, (y, x) in enumerate([(0, 0), (200, 240)]):
-        crop = photo[y : y + 128, x : x + 128]
-        Image.fromarray(crop).save(img_dir / f"p{i}.png")
-        edges = np.zeros(crop.shape[:2], bool)
-        edges[::8] = True
-        Image.fromarray(edges).save(mask_dir / f"p{i}.png")
-    return img_dir, mask_dir
 
 
 @pytest.fixture(scope="module")

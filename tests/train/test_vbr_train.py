@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import saicm
 from saicm.codec import create_model, export_model, load_model
@@ -19,20 +18,6 @@ from saicm.train.loop import sample_lmbda
 
 LO, HI = 0.002, 0.05
 SMALL = {"N": 32, "M": 48, "levels": 4}
-
-
-@pytest.fixture()
-def corpus(tmp_path, photo):
-    img_dir, mask_dir = tmp_path / "images", tmp_path / "masks"
-    img_dir.mkdir()
-    mask_dir.mkdir()
-    for i, (y, x) in enumerate([(0, 0), (200, 240)]):
-        crop = photo[y : y + 128, x : x + 128]
-        Image.fromarray(crop).save(img_dir / f"p{i}.png")
-        edges = np.zeros(crop.shape[:2], bool)
-        edges[::8] = True
-        Image.fromarray(edges).save(mask_dir / f"p{i}.png")
-    return img_dir, mask_dir
 
 
 def _cfg(corpus, **kw) -> TrainConfig:
