@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from saicm.codec import create_model, export_model
 
@@ -120,3 +121,20 @@ def vbr_model(tmp_path_factory):
     return export_model(
         path, net, name="vbr", arch="mbt2018-mean-vbr", config=config, storage="int8"
     )
+
+
+@pytest.fixture()
+def corpus(tmp_path, photo):
+    """Two 128x128 crops of a real photo and an edge mask of every 8th row: ``(images, masks)``
+    folders for training tests
+    (``tests/train/test_loop.py`` has its own, larger)."""
+    img_dir, mask_dir = tmp_path / "images", tmp_path / "masks"
+    img_dir.mkdir()
+    mask_dir.mkdir()
+    for i, (y, x) in enumerate([(0, 0), (200, 240)]):
+        crop = photo[y : y + 128, x : x + 128]
+        Image.fromarray(crop).save(img_dir / f"p{i}.png")
+        edges = np.zeros(crop.shape[:2], bool)
+        edges[::8] = True
+        Image.fromarray(edges).save(mask_dir / f"p{i}.png")
+    return img_dir, mask_dir
