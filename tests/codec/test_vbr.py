@@ -207,3 +207,24 @@ def test_cli_encode_with_lambda_and_bpp(vbr_model, photo, tmp_path):
     )
     assert r.returncode != 0 and "need --bpp" in r.stderr
     assert not (tmp_path / "c.sic").exists()
+
+
+def test_a_network_started_from_a_fixed_rate_model_codes_its_top_lambda_as_that_model():
+    """The offsets start at zero and the highest lambda has gain 1: before any training, the
+    variable-rate network at its top lambda reconstructs exactly as the fixed-rate model whose
+    weights it took (the starting point of a fine-tune, ``saicm train --init``)."""
+    fixed = load_model("mse-mbt-0.013").net
+    net = create_model("mbt2018-mean-vbr")
+    net.load_state_dict(fixed.state_dict(), strict=False)
+    net.set_range(0.0018, 0.013)
+    net.eval()
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        ours = net(x, lmbda=0.013)["x_hat"]
+        med = fixed.entropy_bottleneck._get_medians()
+        y = fixed.g_a(x)
+        z_hat = torch.round(fixed.h_a(y) - med) + med
+        mu = fixed.h_s(z_hat).chunk(2, 1)[1]
+        theirs = fixed.g_s(torch.round(y - mu) + mu)
+    assert float((ours - theirs).abs().max()) < 1e-5

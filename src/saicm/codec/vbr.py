@@ -86,6 +86,11 @@ class VariableRateMeanScale(MeanScaleHyperpriorVbr):
         )
         self.levels = levels
         self.lmbda = lmbdas.tolist()
+        # offsets start at zero (plain rounding), so that a run started from a fixed-rate model
+        # codes at its highest lambda (gain 1) exactly as that model does
+        with torch.no_grad():
+            self.QuantABCD[-1].weight.zero_()
+            self.QuantABCD[-1].bias.zero_()
         self._anchor_cache: tuple[tuple, tuple[list[float], list[float]]] | None = None
 
     def set_range(self, low: float, high: float) -> None:
