@@ -336,7 +336,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         for k, f in cols:
             v = r.get(k)
             if k == "variant" and r.get("changes_data"):
-                v = f"{v} (other data)"
+                v = f"{v} (other data or seed)"
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 cells.append(r.get("error", "-") if k == "bpp" else "-")
             else:
