@@ -25,8 +25,8 @@ from saicm.codec import (
     load_model,
 )
 from saicm.codec.bitstream import pack, unpack
-from saicm.codec.zoo import SHIPPED_DIR
 from saicm.codec.entropy import encode_symbols
+from saicm.codec.zoo import SHIPPED_DIR
 from saicm.errors import BitstreamError, ModelError, SaicmWarning
 
 

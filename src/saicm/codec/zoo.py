@@ -55,6 +55,7 @@ from .registry import (
     get_architecture,
     list_models,
 )
+from .vbr import is_variable_rate
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -346,6 +347,11 @@ def _from_blob(blob: dict[str, Any], path: Path | None) -> TrainedModel:
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"{path}: weights do not fit architecture {arch!r} ({first})") from None
+    if is_variable_rate(net):
+        try:
+            net.check_anchors()
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from None
     levels = _table_levels(net, path)
     if "coding" in blob:
         coding = Coding.from_dict(blob["coding"])
