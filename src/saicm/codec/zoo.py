@@ -648,11 +648,14 @@ def import_checkpoint(
 
 
 def _find_installed(name: str) -> Path | None:
+    """The file ``NAME.pt`` of the first models folder holding one; else the first installed file
+    whose model is named ``name`` (``saicm models`` lists a model by the name inside its file,
+    which ``.sic`` files carry, whatever the file is called)."""
     for d in model_dirs():
         candidate = d / f"{name}.pt"
         if candidate.is_file():
             return candidate
-    return None
+    return next((m["path"] for m in installed_models() if m["name"] == name), None)
 
 
 def load_model(
