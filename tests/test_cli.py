@@ -365,3 +365,25 @@ def test_commands_that_fail_on_every_input_leave_no_folder(tmp_path, capsys):
     assert main(["eval", "--images", str(bad), "--codec", "jpeg:10", "-o", report]) == 1
     assert "none of the images can be read" in capsys.readouterr().err
     assert not (tmp_path / "m").exists() and not (tmp_path / "r").exists()
+
+
+def test_repeated_list_options_add_up_not_replace():
+    from saicm import cli
+
+    args = cli.build_parser().parse_args(["encode", "a.png", "-o", "x", "-m", "A", "-m", "B", "C"])
+    assert args.model == ["A", "B", "C"]
+    ev = ["eval", "-o", "r", "--images", "i", "--images", "j"]
+    ev += ["--codec", "jpeg", "--codec", "saicm"]
+    args = cli.build_parser().parse_args(ev)
+    assert args.images == ["i", "j"] and args.codec == ["jpeg", "saicm"]
+    assert args.anchor == ["vvc"] and args.task == ["detection"]
+
+
+def test_two_models_named_with_two_flags_need_bpp(tmp_path, capsys):
+    # -m A -m B used to keep B alone and encode with it at exit 0
+    src = tmp_path / "p.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(src)
+    out = tmp_path / "p.sic"
+    rc = main(["encode", str(src), "-o", str(out), "-m", "mse-mbt-0.0018", "-m", "mse-mbt-0.013"])
+    assert rc != 0 and "need --bpp" in capsys.readouterr().err
+    assert not out.exists()

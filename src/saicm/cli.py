@@ -498,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-m",
         "--model",
         nargs="+",
+        action="extend",  # -m A -m B is A and B, not B alone
         default=None,
         help="installed model name or model file (default: the shipped SA-ICM model); several "
         "with --bpp",
@@ -635,13 +636,20 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument(*flags, dest=key, type=check, default=None, help=text, **pair)
     t.set_defaults(func=cmd_train)
     ev = sub.add_parser("eval", help="rate-accuracy evaluation against conventional codecs")
-    ev.add_argument("--images", nargs="+", required=True, help="folders and/or image files")
+    ev.add_argument(
+        "--images",
+        nargs="+",
+        action="extend",
+        required=True,
+        help="folders and/or image files",
+    )
     ev.add_argument(
         "--annotations", default=None, help="COCO json of the images (default: pseudo ground truth)"
     )
     ev.add_argument(
         "--codec",
         nargs="+",
+        action="extend",
         required=True,
         metavar="SPEC",
         help="NAME or NAME:S1,S2: jpeg webp avif jpeg2000 jxl hevc vvc png saicm "

@@ -25,8 +25,9 @@ from saicm.codec import (
     load_model,
 )
 from saicm.codec.bitstream import pack, unpack
+from saicm.codec.entropy import encode_symbols
 from saicm.codec.zoo import SHIPPED_DIR
-from saicm.errors import BitstreamError, SaicmWarning
+from saicm.errors import BitstreamError, ModelError, SaicmWarning
 
 
 def _crop(photo):
@@ -229,6 +230,21 @@ def test_nan_weights_are_an_error_not_a_picture(tiny_model, photo):
         latents._param_net(m.net)[0].weight.fill_(float("nan"))
     with pytest.raises(BitstreamError, match="NaN"):
         decode(data, m)
+
+
+def test_latents_beyond_int32_are_an_error_not_a_file(tiny_model, photo):
+    # float -> int64 -> int32 casts used to wrap such symbols silently into a valid-looking file
+    m = _perturbed(tiny_model, "huge")
+    with torch.no_grad():
+        m.net.g_a[-1].weight.mul_(1e12)
+    with pytest.raises(ModelError, match="too large to code"):
+        encode(_crop(photo), m)
+
+
+def test_entropy_coder_refuses_symbols_outside_int32(tiny_model):
+    tables = latents.coding_tables(tiny_model.net)[1]
+    with pytest.raises(ValueError, match="outside int32"):
+        encode_symbols(np.array([2**32 + 5]), np.array([0]), tables)
 
 
 def test_version_1_files_decode_with_a_warning(tiny_model, photo):

@@ -228,3 +228,25 @@ def test_a_network_started_from_a_fixed_rate_model_codes_its_top_lambda_as_that_
         mu = fixed.h_s(z_hat).chunk(2, 1)[1]
         theirs = fixed.g_s(torch.round(y - mu) + mu)
     assert float((ours - theirs).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "levels", [[-0.002, 0.005, 0.01, 0.02], [0.002, 0.01, 0.005, 0.02], [0.01] * 4]
+)
+def test_a_model_file_with_broken_anchors_is_refused_on_loading(tmp_path, levels):
+    from saicm.codec import export_model
+    from saicm.codec.zoo import _stored_weights, weights_hash
+
+    net = create_model("mbt2018-mean-vbr", N=32, M=48, levels=4)
+    net.set_range(0.002, 0.02)
+    path = tmp_path / "v.pt"
+    config = {"N": 32, "M": 48, "levels": 4}
+    export_model(path, net, name="v", arch="mbt2018-mean-vbr", config=config)
+    blob = torch.load(path, weights_only=False)
+    blob["state_dict"]["lmbda_levels"] = torch.tensor(levels)
+    blob["hash"] = weights_hash(_stored_weights(blob["state_dict"], blob.get("coded")))
+    bad = tmp_path / "bad.pt"
+    torch.save(blob, bad)
+    # a negative anchor used to escape as a bare ValueError (math domain error) on encoding
+    with pytest.raises(ModelError, match=r"bad\.pt: the model's lambda anchors"):
+        load_model(bad)

@@ -72,6 +72,25 @@ def test_installed_models_are_found_by_name(tiny_model, monkeypatch):
         load_model("nope")
 
 
+def test_an_installed_model_is_found_by_the_name_it_is_listed_under(
+    tiny_model, tmp_path, monkeypatch, photo
+):
+    # a trained model copied into a models folder under another file name: saicm models lists
+    # it by its own name, which its .sic files carry; that name used to be "not installed"
+    import shutil
+
+    from saicm import decode, encode
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(tiny_model.path, tmp_path / "models" / "renamed.pt")
+    monkeypatch.setenv("SAICM_MODELS", str(tmp_path / "models"))
+    assert installed_models()[0]["name"] == "tiny"
+    assert load_model("tiny").weights_hash == tiny_model.weights_hash
+    assert load_model("renamed").weights_hash == tiny_model.weights_hash
+    data = encode(photo[:64, :64], tiny_model)
+    assert decode(data).shape == (64, 64, 3)
+
+
 # -- coding settings live with the model ---------------------------------------------------------
 
 

@@ -197,9 +197,9 @@ def encode_symbols(
         raise ValueError("one index per symbol")
     lo, hi = _ranges(idx, tables)
     out = np.flatnonzero((sym < lo) | (sym > hi))
-    outliers = Outliers(out.astype(np.int64), sym[out].astype(np.int32))
-    if out.size and (np.abs(outliers.values.astype(np.int64)) >= 1 << 31).any():
+    if out.size and (np.abs(sym[out]) >= 1 << 31).any():  # checked before the cast wraps it
         raise ValueError("symbol outside int32")
+    outliers = Outliers(out.astype(np.int64), sym[out].astype(np.int32))
     # an outlier's place in the stream holds its table's most probable symbol (the cheapest:
     # the decoder puts the true value there from the side information)
     coded = np.where((sym < lo) | (sym > hi), _modes(tables)[idx], sym)

@@ -233,7 +233,7 @@ def encode_latents(net: CompressionModel, x: Tensor, gain: float | None = None) 
     zq = torch.round(z.float() - med)
     z_hat = zq + med
     acc = _Symbols()
-    z_sym = zq[0].reshape(-1).to(torch.int64).numpy()
+    z_sym = _symbols(zq[0])
     acc.add(_z_indexes(net, tuple(zq.shape[1:])), z_sym)
     table = net.gaussian_conditional.scale_table
     y64 = y.double().contiguous()
@@ -246,14 +246,14 @@ def encode_latents(net: CompressionModel, x: Tensor, gain: float | None = None) 
             _check_encoder(scale, mu)
             q = torch.round(y_slice - mu)
             idx, near = scale_indexes(scale, table)
-            acc.add(idx, q.reshape(-1).to(torch.int64).numpy(), near)
+            acc.add(idx, _symbols(q), near)
             done.append(p._refine(i, support, q + mu))
     else:
         scales, means = p(z_hat.double()).chunk(2, 1)
         _check_encoder(scales, means)
         q = torch.round((y64 - means) * g)
         idx, near = scale_indexes(scales * g, table)
-        acc.add(idx, q.reshape(-1).to(torch.int64).numpy(), near)
+        acc.add(idx, _symbols(q), near)
     n_z = acc.idx[0].size
     z_stream, z_out = encode_symbols(acc.sym[0], acc.idx[0], ztab)
     y_idx, y_sym = np.concatenate(acc.idx[1:]), np.concatenate(acc.sym[1:])
@@ -287,6 +287,21 @@ def _gain(net: CompressionModel, gain: float | None) -> float:
         raise ModelError("a variable-rate model needs a rate setting (gain)")
     net.check_gain(gain)
     return float(np.float32(gain))
+
+
+def _symbols(q: Tensor) -> np.ndarray:
+    """The rounded latents ``q`` (any shape) as a flat int64 array.
+
+    Raises:
+        ModelError: a symbol is not finite or outside int32 (what a file can hold): the model
+            (or its gain) scales its latents far beyond any trained network's.
+    """
+    if q.numel() and not (torch.isfinite(q).all() and q.abs().max() < 2**31):
+        raise ModelError(
+            "the model's latents are too large to code (a symbol is not finite or outside "
+            "int32): its weights or gains are broken"
+        )
+    return q.reshape(-1).to(torch.int64).numpy()
 
 
 def _check_encoder(*tensors: Tensor) -> None:

@@ -109,8 +109,13 @@ class VariableRateMeanScale(MeanScaleHyperpriorVbr):
 
     @property
     def rate_range(self) -> tuple[float, float]:
-        """``(lowest, highest)`` lambda this model codes at (float32 values, as stored)."""
-        return float(self.lmbda_levels[0]), float(self.lmbda_levels[-1])
+        """``(lowest, highest)`` lambda this model codes at (float32 values, as stored).
+
+        Raises:
+            ModelError: the anchors are not positive and increasing (a broken model file).
+        """
+        lm, _ = self._check_anchors()
+        return lm[0], lm[-1]
 
     def _check_anchors(self) -> tuple[list[float], list[float]]:
         """The anchors as Python floats, checked; read from the tensors only when they changed
@@ -160,6 +165,11 @@ class VariableRateMeanScale(MeanScaleHyperpriorVbr):
                 f"gain {gain!r} is outside this model's gains {gains[0]:.6g}..{gains[-1]:.6g}"
             )
         return _log_interp(gain, gains, lm)
+
+    def check_anchors(self) -> None:
+        """Raise :class:`ModelError` unless the anchor lambdas are positive and increasing and
+        the gains positive and increasing with them (every model file is checked on loading)."""
+        self._check_anchors()
 
     def check_gain(self, gain: float) -> None:
         """Raise :class:`ModelError` unless ``gain`` lies within the model's gains."""

@@ -55,6 +55,7 @@ from .registry import (
     get_architecture,
     list_models,
 )
+from .vbr import is_variable_rate
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -346,6 +347,11 @@ def _from_blob(blob: dict[str, Any], path: Path | None) -> TrainedModel:
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"{path}: weights do not fit architecture {arch!r} ({first})") from None
+    if is_variable_rate(net):
+        try:
+            net.check_anchors()
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from None
     levels = _table_levels(net, path)
     if "coding" in blob:
         coding = Coding.from_dict(blob["coding"])
@@ -642,11 +648,14 @@ def import_checkpoint(
 
 
 def _find_installed(name: str) -> Path | None:
+    """The file ``NAME.pt`` of the first models folder holding one; else the first installed file
+    whose model is named ``name`` (``saicm models`` lists a model by the name inside its file,
+    which ``.sic`` files carry, whatever the file is called)."""
     for d in model_dirs():
         candidate = d / f"{name}.pt"
         if candidate.is_file():
             return candidate
-    return None
+    return next((m["path"] for m in installed_models() if m["name"] == name), None)
 
 
 def load_model(
