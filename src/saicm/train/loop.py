@@ -345,11 +345,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         raise SaicmError(f"arch {cfg.arch}: variable rate is {is_variable_rate(net)} here")
     if cfg.init and not resume:  # a bad --init fails before the run folder is made
         _load_init(net, cfg, verbose=rank == 0)
-    if cfg.variable_rate:
-        if ckpt is None:  # a resumed run's anchors come with its weights
-            net.set_range(*cfg.lmbda_range)
-        # the gains are fixed by the anchors (sqrt(lambda / lambda_max)), not trained
-        net.Gain.requires_grad_(False)
+    if cfg.variable_rate and ckpt is None:  # a resumed run's anchors come with its weights
+        net.set_range(*cfg.lmbda_range)  # its gains are fixed (no gradient) in the network itself
     net = net.to(device)
     net.train()
     aux_params = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
