@@ -334,6 +334,7 @@ TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the config file
     "object_crops": (float, "fraction of crops around a mask pixel, for sparse masks (default 0)"),
     "outside_weight": (float, "weight of squared errors outside the mask (default 0, the paper)"),
     "schedule": (str, "LR schedule: step (x gamma at the milestones, default) or cosine"),
+    "warmup": (int, "steps of linear LR warm-up at the start (default 0)"),
     "lr": (float, "learning rate (default 1e-4)"),
     "aux_lr": (float, "learning rate of the quantiles (default 1e-3)"),
     "clip": (float, "gradient-norm clipping, 0 = off (default 1.0)"),

@@ -51,6 +51,7 @@ RESUME_FIXED = (
 RESUME_APPLIED = (
     "steps",
     "schedule",
+    "warmup",
     "lr",
     "aux_lr",
     "milestones",
@@ -100,6 +101,9 @@ class TrainConfig(Settings):
         schedule: the LR schedule (:meth:`lr_at`): ``step`` (``lr`` multiplied by ``gamma`` at
             each milestone) or ``cosine`` (half a cosine from ``lr`` down to ``lr * gamma^2``
             over ``steps``; ``milestones`` unused).
+        warmup: steps of linear warm-up at the start of either schedule: step ``s < warmup``
+            runs at ``(s + 1) / warmup`` of the schedule's LR (Goyal et al., "Accurate, Large
+            Minibatch SGD", 2017); 0 = none (every run before 2026-12-02).
         lr, aux_lr: learning rates of the network and of the entropy bottleneck's quantiles.
         milestones: fractions of ``steps`` at which the LR is multiplied by ``gamma``
             (LIC-TCM: 45 and 48 of 50 epochs), for ``schedule: step``.
@@ -134,6 +138,7 @@ class TrainConfig(Settings):
     object_crops: float = 0.0
     outside_weight: float = 0.0
     schedule: str = "step"
+    warmup: int = 0
     lr: float = 1e-4
     aux_lr: float = 1e-3
     milestones: list[float] = field(default_factory=lambda: [0.9, 0.96])
@@ -311,12 +316,16 @@ class TrainConfig(Settings):
         ``cosine``: ``floor + (lr - floor) * (1 + cos(pi * step / steps)) / 2`` with ``floor =
         lr * gamma^2`` (SGDR's annealing, Loshchilov and Hutter, ICLR 2017, without restarts):
         ``lr`` at step 0, ``floor`` after ``steps``.
+
+        Either is multiplied by ``(step + 1) / warmup`` while ``step < warmup`` (linear
+        warm-up; none when ``warmup`` is 0).
         """
+        ramp = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
         if self.schedule == "cosine":
             floor = self.lr_floor()
             t = min(max(step, 0), self.steps) / self.steps
-            return floor + (self.lr - floor) * 0.5 * (1 + math.cos(math.pi * t))
-        return self.lr * self.gamma ** sum(m <= step for m in self.milestone_steps())
+            return ramp * (floor + (self.lr - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+        return ramp * self.lr * self.gamma ** sum(m <= step for m in self.milestone_steps())
 
     @property
     def model_name(self) -> str:

@@ -123,9 +123,10 @@ def _segment(cfg: TrainConfig, start: int) -> dict:
 
 
 def _schedule_text(cfg: TrainConfig) -> str:
+    ramp = f" after {cfg.warmup} warm-up steps" if cfg.warmup else ""
     if cfg.schedule == "cosine":
-        return f"cosine from lr {cfg.lr:g} to {cfg.lr_floor():g} at step {cfg.steps}"
-    return f"lr {cfg.lr:g}, milestones at steps {cfg.milestone_steps()}"
+        return f"cosine from lr {cfg.lr:g}{ramp} to {cfg.lr_floor():g} at step {cfg.steps}"
+    return f"lr {cfg.lr:g}{ramp}, milestones at steps {cfg.milestone_steps()}"
 
 
 def _resume_settings(cfg: TrainConfig, ckpt: dict, step: int) -> list[dict]:

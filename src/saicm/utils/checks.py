@@ -32,6 +32,7 @@ TRAIN_CHECKS: dict[str, Callable[[Any], Any]] = {
     "lmbda_range": finite_float(0, 1e4, lo_open=True),  # each of the two, LO < HI
     "quant": choice("noise", "ste", "mixed"),
     "schedule": choice("step", "cosine"),
+    "warmup": int_range(0, 10**9),
     "steps": int_range(1, 10**9),
     "batch_size": int_range(1, 1 << 16),
     "accumulate": int_range(1, 1 << 16),
