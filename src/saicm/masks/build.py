@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SaicmError
-from ..image import IMAGE_SUFFIXES, load_image
+from ..image import is_image_file, load_image
 from ..utils.fingerprint import file_sha256
 from ..utils.io import atomic_path, folder_lock, refuse_overwrite
 from .sources import MaskSource
@@ -62,7 +62,7 @@ def find_images(inputs: Sequence[str | Path]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(f for f in p.iterdir() if is_image_file(f))
         else:
             files.append(p)  # a missing or bad file is reported when its turn comes
     stems = {}
