@@ -581,7 +581,9 @@ def _install(blob: dict[str, Any], target: Path, force: bool) -> None:
             raise ModelError(f"{target} exists; not replaced (--overwrite replaces it)") from None
         except OSError:  # a file system without hard links: the check before must do
             if target.exists():
-                raise ModelError(f"{target} exists; not replaced (--overwrite replaces it)") from None
+                raise ModelError(
+                    f"{target} exists; not replaced (--overwrite replaces it)"
+                ) from None
             os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
