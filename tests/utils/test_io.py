@@ -179,7 +179,7 @@ def test_a_report_folder_is_continued_only_when_saicm_wrote_it(tmp_path):
     refuse_foreign_report(tmp_path / "mine", names)  # saicm's report: rewritten by the next run
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "report.html").write_text("<p>the user's page</p>")
-    with pytest.raises(SaicmError, match="report.html: already exists"):
+    with pytest.raises(SaicmError, match=r"report\.html: already exists"):
         refuse_foreign_report(tmp_path / "other", names)
     refuse_foreign_report(tmp_path / "other", names, overwrite=True)
     (tmp_path / "file").write_text("x")
@@ -240,13 +240,16 @@ def test_a_full_disk_is_one_line_naming_the_path_for_every_writer(small_disk):
     assert str(info.value) == f"{disk / 'a.sic'}: no space left on device (No space left on device)"
     # torch.save fails with a RuntimeError of its own ("unexpected pos", "file write failed"):
     # a probe write finds the full disk
-    with pytest.raises(SaicmError, match=r"checkpoint.pt: no space left on device"):
-        with atomic_path(disk / "checkpoint.pt") as tmp:
-            torch.save({"w": torch.randn(100_000)}, tmp)
+    with (
+        pytest.raises(SaicmError, match=r"checkpoint\.pt: no space left on device"),
+        atomic_path(disk / "checkpoint.pt") as tmp,
+    ):
+        torch.save({"w": torch.randn(100_000)}, tmp)
     assert list(disk.iterdir()) == []  # nothing half written
     with pytest.raises(OSError), open(disk / "ballast", "wb", buffering=0) as f:
         while True:  # fill the disk to its last byte
             f.write(b"\0" * 1024)
-    with pytest.raises(SaicmError, match=r"rep: no space left on device"), folder_lock(disk / "rep"):
+    lock = folder_lock(disk / "rep")
+    with pytest.raises(SaicmError, match=r"rep: no space left on device"), lock:
         pass
     assert sorted(p.name for p in disk.iterdir()) == ["ballast"]
