@@ -104,6 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_locked(cfg, out: Path, args: argparse.Namespace) -> Path | None:
     """``train_video`` with the run folder locked (rank 0; ``.saicm.lock``, as image runs)."""
+    import shutil
+
     from ..utils.io import folder_lock
     from ..utils.runs import check_run_folder, dist_env
     from .train import CHECKPOINT, RUN_FILES, train_video
@@ -114,11 +116,14 @@ def _train_locked(cfg, out: Path, args: argparse.Namespace) -> Path | None:
     check_run_folder(out, RUN_FILES, args.resume)  # before the lock makes the folder
     if dist_env()[0] != 0:
         return run()
+    fresh = not out.exists()
     try:
         with folder_lock(out):
             return run()
-    except SaicmError as exc:
-        if "no space left" in str(exc) and (out / CHECKPOINT).exists():
+    except BaseException as exc:
+        if fresh and not (out / CHECKPOINT).exists():  # as train_video does for its folder
+            shutil.rmtree(out, ignore_errors=True)
+        elif isinstance(exc, SaicmError) and "no space left" in str(exc):
             raise SaicmError(f"{exc}; once there is space, continue with --resume") from None
         raise
 
