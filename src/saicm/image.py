@@ -24,9 +24,11 @@ __all__ = [
     "BACKGROUND",
     "IMAGE_SUFFIXES",
     "MAX_PIXELS",
+    "WRITE_SUFFIXES",
     "ImageLike",
     "crop",
     "image_size",
+    "is_image_file",
     "list_images",
     "load_image",
     "pad_amounts",
@@ -39,6 +41,15 @@ __all__ = [
 
 #: Files that folder-taking commands pick up as images.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+#: Extensions of the images saicm writes (:func:`save_image`; the format follows the extension).
+WRITE_SUFFIXES = IMAGE_SUFFIXES
+
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    """Whether a folder's entry counts as one of its images: an image extension, and not a
+    hidden file (``.x.png``: a temporary file of a write in flight, or the system's own)."""
+    name = os.path.basename(path)
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 #: Largest image saicm codes (pixels): 8192 x 8192. Checked from the file header, before any
 #: pixel is decoded, so an absurd size is refused without allocating it.
@@ -222,7 +233,7 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise SaicmError(f"{folder}: no such folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if is_image_file(p))
     if not files:
         raise SaicmError(f"{folder}: no images")
     return files

@@ -266,7 +266,8 @@ def test_models_import_command(tmp_path, monkeypatch, small_net, photo, capsys):
     capsys.readouterr()
     assert main(["models", "import", str(path)]) == 1  # never over an installed name
     assert "is installed" in capsys.readouterr().err
-    assert main(["models", "import", str(path), "--force"]) == 0
+    assert main(["models", "import", str(path), "--overwrite"]) == 0
+    assert main(["models", "import", str(path), "--force"]) == 0  # its earlier spelling
     assert main(["models", "import", str(path), "--name", "mine"]) == 0
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
@@ -276,7 +277,8 @@ def test_models_import_command(tmp_path, monkeypatch, small_net, photo, capsys):
     assert main(["encode", str(tmp_path / "a.png"), "-o", str(sic), "--model", "mine"]) == 0
     assert main(["decode", str(sic), "-o", str(png)]) == 0
     floor = np.asarray(Image.open(png))
-    assert main(["decode", str(sic), "-o", str(png), "--round", "nearest"]) == 0
+    assert main(["decode", str(sic), "-o", str(png), "--round", "nearest"]) == 1  # it exists
+    assert main(["decode", str(sic), "-o", str(png), "--round", "nearest", "--overwrite"]) == 0
     nearest = np.asarray(Image.open(png))
     assert floor.shape == (100, 130, 3) and (nearest >= floor).all() and (nearest != floor).any()
     from saicm.eval.codecs import LearnedCodec, parse_codec

@@ -20,7 +20,10 @@ from saicm.utils.io import (
     atomic_write_bytes,
     folder_lock,
     read_weights_file,
+    refuse_existing,
+    refuse_foreign_report,
     refuse_overwrite,
+    remove_stale_parts,
     same_path,
 )
 
@@ -58,7 +61,8 @@ def test_full_disk_names_the_users_path_and_leaves_nothing(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert "Traceback" not in proc.stderr
     assert lines[-2:] == [
-        f"saicm: error: {tmp_path / 'a.sic'}: {tmp_path / 'o.png'}: File too large",
+        f"saicm: error: {tmp_path / 'a.sic'}: {tmp_path / 'o.png'}: no space left under this "
+        "process's file-size limit (ulimit -f) (File too large)",
         "saicm: error: 1 of 1 input(s) failed",
     ]
     assert not (tmp_path / "o.png").exists()
@@ -155,3 +159,97 @@ def test_a_folder_the_lock_made_is_removed_when_left_empty(tmp_path):
     with folder_lock(tmp_path / "old"):
         pass
     assert (tmp_path / "old").is_dir()
+
+
+def test_an_existing_file_is_replaced_only_with_overwrite(tmp_path):
+    (tmp_path / "photo.png").write_bytes(b"the user's photo")
+    with pytest.raises(SaicmError, match=r"photo.png: already exists.*pass --overwrite"):
+        refuse_existing([tmp_path / "new.png", tmp_path / "photo.png"])
+    refuse_existing([tmp_path / "photo.png"], overwrite=True)  # the user said so
+    refuse_existing([tmp_path / "new.png"])
+    (tmp_path / "d").mkdir()
+    with pytest.raises(SaicmError, match="a folder, where a file is to be written"):
+        refuse_existing([tmp_path / "d"], overwrite=True)
+
+
+def test_a_report_folder_is_continued_only_when_saicm_wrote_it(tmp_path):
+    names = ("results.json", "report.html")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "results.json").write_text(json.dumps({"points": []}))
+    refuse_foreign_report(tmp_path / "mine", names)  # saicm's report: rewritten by the next run
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "report.html").write_text("<p>the user's page</p>")
+    with pytest.raises(SaicmError, match=r"report\.html: already exists"):
+        refuse_foreign_report(tmp_path / "other", names)
+    refuse_foreign_report(tmp_path / "other", names, overwrite=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SaicmError, match="file: not a folder"):
+        refuse_foreign_report(tmp_path / "file", names)
+
+
+KILLED_WRITE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from saicm.utils.io import atomic_path
+    with atomic_path(sys.argv[1]) as tmp:
+        tmp.write_bytes(b"half a checkpoint")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_a_resumed_job_removes_its_own_stale_temporaries_only(tmp_path):
+    target = tmp_path / "checkpoint.pt"
+    for path in (target, tmp_path / "model.pt"):  # two writes killed half-way (SIGKILL)
+        r = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(path)], capture_output=True)
+        assert r.returncode == -9
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 2 and all(n.startswith(".") and ".part" in n for n in left), left
+    others = [
+        ".checkpoint.pt.notes",  # the user's hidden files that merely look alike
+        ".checkpoint.pt.abc.part.pt",
+        ".checkpoint.pt.abcdefgh.part.pt.bak",
+        "checkpoint.pt.abcdefgh.part.pt",
+    ]
+    for name in others:
+        (tmp_path / name).write_text("keep me")
+    removed = remove_stale_parts(target)
+    assert [p.name for p in removed] == [n for n in left if n.startswith(".checkpoint.pt.")]
+    remaining = sorted(p.name for p in tmp_path.iterdir())
+    assert remaining == sorted([*others, *(n for n in left if n.startswith(".model.pt."))])
+
+
+def test_a_read_only_folder_names_the_users_path(tmp_path, small_disk):
+    if os.geteuid() == 0:  # root writes into a chmod 555 folder: a read-only file system then
+        folder = small_disk(1 << 20).path
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    else:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+    with pytest.raises(OSError) as info:
+        atomic_write_bytes(folder / "a.sic", b"abc")
+    assert info.value.filename == str(folder / "a.sic")  # not the hidden .a.sic.XXXX.part.sic
+    assert list(folder.iterdir()) == []
+
+
+def test_a_full_disk_is_one_line_naming_the_path_for_every_writer(small_disk):
+    disk = small_disk(64 * 1024).path
+    with pytest.raises(SaicmError) as info:
+        atomic_write_bytes(disk / "a.sic", os.urandom(200_000))
+    assert str(info.value) == f"{disk / 'a.sic'}: no space left on device (No space left on device)"
+    # torch.save fails with a RuntimeError of its own ("unexpected pos", "file write failed"):
+    # a probe write finds the full disk
+    with (
+        pytest.raises(SaicmError, match=r"checkpoint\.pt: no space left on device"),
+        atomic_path(disk / "checkpoint.pt") as tmp,
+    ):
+        torch.save({"w": torch.randn(100_000)}, tmp)
+    assert list(disk.iterdir()) == []  # nothing half written
+    with pytest.raises(OSError), open(disk / "ballast", "wb", buffering=0) as f:
+        while True:  # fill the disk to its last byte
+            f.write(b"\0" * 1024)
+    lock = folder_lock(disk / "rep")
+    with pytest.raises(SaicmError, match=r"rep: no space left on device"), lock:
+        pass
+    assert sorted(p.name for p in disk.iterdir()) == ["ballast"]

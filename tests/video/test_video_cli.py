@@ -128,8 +128,9 @@ def test_a_full_disk_is_an_error_and_leaves_nothing(snv, tmp_path):
     assert r.returncode == 0 and r.stdout.split() == ["1", "1"], r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("saicm: error:") for line in lines)
-    assert "x.mp4: ffmpeg could not write the video" in lines[0]
-    assert lines[1].endswith("frames: cannot write frame 0 (File too large)")
+    limit = "no space left under this process's file-size limit (ulimit -f) (File too large)"
+    assert lines[0].endswith(f"x.mp4: {limit}")  # found by a probe write: ffmpeg only failed
+    assert lines[1].endswith(f"frames: cannot write frame 0: {limit}")
     left = [p for p in full.rglob("*") if p.is_file()]
     assert left == []  # no 0-byte mp4, no half set of frames, no temp file
 
@@ -145,3 +146,91 @@ def test_decode_writes_a_whole_video_and_frames(snv, tmp_path):
     ]
     # another decode into the same folder would mix two clips' frames: refused
     assert main(["video", "decode", str(snv), "-o", str(tmp_path / "f")]) == 1
+
+
+def _run_with_model(snv, tmp_path):
+    """A run folder whose model.pt is the blob ``video train`` writes, for ``snv``'s network."""
+    from saicm.video import read_snv
+    from saicm.video.train import FORMAT
+
+    stream = read_snv(snv)
+    run = tmp_path / "run"
+    run.mkdir()
+    blob = {
+        "format": FORMAT,
+        "config": stream.net.config.to_dict(),
+        "frames": stream.frames,
+        "fps": stream.fps,
+        "state_dict": stream.net.state_dict(),
+    }
+    torch.save(blob, run / "model.pt")
+    return run
+
+
+def test_hard_links_to_an_input_are_refused_as_encode_and_decode_do(snv, tmp_path, capsys):
+    own = tmp_path / "v.snv"
+    own.write_bytes(snv.read_bytes())
+    (tmp_path / "hard.mp4").hardlink_to(own)
+    assert main(["video", "decode", str(own), "-o", str(tmp_path / "hard.mp4")]) == 1
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert own.read_bytes() == snv.read_bytes()
+    run = _run_with_model(snv, tmp_path)
+    model = (run / "model.pt").read_bytes()
+    (run / "x.snv").hardlink_to(run / "model.pt")
+    assert main(["video", "encode", str(run), "-o", str(run / "x.snv")]) == 1
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert (run / "model.pt").read_bytes() == model
+
+
+def test_video_outputs_that_exist_are_replaced_only_with_overwrite(snv, tmp_path, capsys):
+    mp4 = tmp_path / "holiday.mp4"
+    mp4.write_bytes(b"the user's video")
+    assert main(["video", "decode", str(snv), "-o", str(mp4)]) == 1
+    assert "holiday.mp4: already exists" in capsys.readouterr().err
+    assert mp4.read_bytes() == b"the user's video"
+    assert main(["video", "decode", str(snv), "-o", str(mp4), "--overwrite"]) == 0
+    assert mp4.read_bytes() != b"the user's video"
+    run = _run_with_model(snv, tmp_path)
+    out = tmp_path / "old.snv"
+    out.write_bytes(b"older")
+    assert main(["video", "encode", str(run), "-o", str(out)]) == 1
+    assert "old.snv: already exists" in capsys.readouterr().err
+    assert main(["video", "encode", str(run), "-o", str(out), "--overwrite"]) == 0
+    assert out.read_bytes()[:4] == b"SANV"
+
+
+VIDEO_TRAIN_LIMIT = textwrap.dedent(
+    """
+    import resource, sys
+    from saicm.cli import main
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 17, 1 << 17))  # files past 128 KiB fail
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_video_train_on_a_full_disk_leaves_no_run_folder(frames, tmp_path):
+    run = tmp_path / "run"
+    argv = ["video", "train", str(frames), "-o", str(run), "--epochs", "1",
+            "--frame-size", "64x64", "--size", "saicm-S"]  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-c", VIDEO_TRAIN_LIMIT, *argv], capture_output=True, text=True
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("saicm:")]
+    assert len(err) == 1 and "no space left under this process's file-size limit" in err[0]
+    assert str(run / "checkpoint.pt") in err[0], err
+    assert not run.exists()  # no run folder without a checkpoint
+
+
+def test_video_train_resume_refuses_a_string_in_its_config(frames, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["video", "train", str(frames), "-o", str(run), "--epochs", "1",
+            "--frame-size", "64x64", "--size", "saicm-S"]  # fmt: skip
+    assert main(argv) == 0
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("batch_size: 1", "batch_size: '1'"))
+    capsys.readouterr()
+    assert main([*argv[:-4], "--epochs", "2", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "batch_size '1': expected an integer, written without quotes" in err

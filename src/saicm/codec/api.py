@@ -36,7 +36,10 @@ def resolve_model(model: ModelLike) -> TrainedModel:
 
 def memory_budget() -> int:
     """Bytes one image's coding may take: ``$SAICM_MEMORY_GB`` GiB if set, else three quarters
-    of this machine's physical memory, at most 16 GiB.
+    of the memory this process may use, at most 16 GiB: the least of the machine's physical
+    memory, the cgroup's limit less its usage (a container, a job scheduler; cgroup v2
+    ``memory.max``, v1 ``memory.limit_in_bytes``) and the address space ``RLIMIT_AS``
+    (``ulimit -v``, ``prlimit --as``) leaves beside what the process already maps.
 
     Raises:
         SaicmError: ``$SAICM_MEMORY_GB`` is not a positive number.
@@ -54,7 +57,49 @@ def memory_budget() -> int:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # no sysconf (Windows): the cap alone
         physical = 1 << 62
-    return int(min(16 * 2**30, 0.75 * physical))
+    return int(min(16 * 2**30, 0.75 * min(physical, _process_limit())))
+
+
+def _process_limit() -> int:
+    """Bytes this process may still allocate under its own limits (``RLIMIT_AS`` less the
+    address space it maps, the cgroup's memory limit less its usage); 2^62 when unlimited or
+    unknown (not Linux)."""
+    free = 1 << 62
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            free = min(free, soft - _status_bytes("VmSize"))
+    except (ImportError, OSError, ValueError):
+        pass
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # v2
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",  # v1
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            with open(limit) as f:
+                text = f.read().strip()
+            if text == "max" or int(text) >= 1 << 60:  # v1 writes "unlimited" as ~2^63
+                continue
+            with open(usage) as f:
+                used = int(f.read().strip())
+            free = min(free, int(text) - used)
+        except (OSError, ValueError):
+            continue
+    return max(free, 0)
+
+
+def _status_bytes(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (``VmSize``: the address space mapped) in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise ValueError(field)
 
 
 def _check_memory(m: TrainedModel, height: int, width: int, error: type[SaicmError]) -> None:

@@ -578,10 +578,12 @@ def _install(blob: dict[str, Any], target: Path, force: bool) -> None:
         try:
             os.link(tmp, target)
         except FileExistsError:
-            raise ModelError(f"{target} exists; not replaced (--force replaces it)") from None
+            raise ModelError(f"{target} exists; not replaced (--overwrite replaces it)") from None
         except OSError:  # a file system without hard links: the check before must do
             if target.exists():
-                raise ModelError(f"{target} exists; not replaced (--force replaces it)") from None
+                raise ModelError(
+                    f"{target} exists; not replaced (--overwrite replaces it)"
+                ) from None
             os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

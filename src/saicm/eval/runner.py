@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import SaicmError
 from ..image import load_image, save_image
 from ..utils.fingerprint import file_sha256
-from ..utils.io import atomic_path
+from ..utils.io import atomic_path, remove_stale_parts
 from .codecs import Codec
 from .metrics import coco_map, coco_map_resampled, pseudo_ground_truth
 from .tasks import Task
@@ -146,6 +146,7 @@ def _run_cell(
     rec["pixels"] = int(image.shape[0] * image.shape[1])
     rec["predictions"] = {t.name: t.predict(decoded) for t in tasks}
     if keep is not None:
+        remove_stale_parts(keep)  # a killed run's temporary file (the folder is this run's)
         save_image(decoded, keep)
     return rec
 
@@ -263,6 +264,7 @@ def evaluate(
                 keep.unlink(missing_ok=True)
             return
         rec["key"] = ckey
+        remove_stale_parts(path)  # a killed run's temporary file (the folder is this run's)
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(rec))
         cells[key][p.stem] = rec

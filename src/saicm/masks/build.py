@@ -11,20 +11,23 @@ the image in flight. Under ``torchrun`` each rank takes the shard
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
 from ..errors import SaicmError
-from ..image import IMAGE_SUFFIXES, load_image
+from ..image import is_image_file, load_image
 from ..utils.fingerprint import file_sha256
-from ..utils.io import atomic_path, folder_lock, refuse_overwrite
+from ..utils.io import atomic_path, folder_lock, refuse_overwrite, remove_stale_parts
 from .sources import MaskSource
 
 __all__ = ["BuildSummary", "build_masks", "find_images", "read_manifest", "torchrun_shard"]
@@ -62,7 +65,7 @@ def find_images(inputs: Sequence[str | Path]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(f for f in p.iterdir() if is_image_file(f))
         else:
             files.append(p)  # a missing or bad file is reported when its turn comes
     stems = {}
@@ -161,6 +164,35 @@ def _check_folder(
         )
 
 
+@contextlib.contextmanager
+def _drop_if_empty(manifest: Path) -> Iterator[None]:
+    """Remove ``manifest`` at the end if it is empty (nothing made: every image failed, or the
+    first write found a full disk), so that a run that made nothing leaves nothing."""
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if manifest.stat().st_size == 0:
+                manifest.unlink()
+
+
+def _append(log: BinaryIO, manifest: Path, line: str) -> None:
+    """Write all of ``line`` to the unbuffered manifest ``log``, or raise naming ``manifest``.
+
+    Raises:
+        OSError: the write failed (a full disk), with ``manifest`` as its file name.
+    """
+    data = line.encode()
+    try:
+        while data:
+            n = log.write(data)
+            if not n:  # a short write: the device took nothing more
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            data = data[n:]
+    except OSError as exc:  # a full disk: name the manifest, not a bare errno
+        raise OSError(exc.errno, exc.strerror, str(manifest)) from None
+
+
 def _build(
     files: list[Path],
     out: Path,
@@ -180,12 +212,14 @@ def _build(
     t0 = time.perf_counter()
     want = _content_settings(source.name, source.settings())
     desc = f"masks[{source.name}]" + (f" shard {index}/{count}" if count > 1 else "")
-    with manifest.open("a+") as log:
+    # Unbuffered: a write that fails (a full disk) leaves nothing pending that closing the file
+    # would try again, and raise again, without a file name.
+    with manifest.open("ab+", buffering=0) as log, _drop_if_empty(manifest):
         log.seek(0, os.SEEK_END)
         if log.tell():  # a line cut by a kill must not swallow the next record
             log.seek(log.tell() - 1)
-            if log.read(1) != "\n":
-                log.write("\n")
+            if log.read(1) != b"\n":
+                _append(log, manifest, "\n")
         for path in tqdm(files, desc=desc, disable=not progress, unit="image", position=index):
             target = out / f"{path.stem}.png"
             start = time.perf_counter()
@@ -211,6 +245,7 @@ def _build(
                     msg[len(str(path)) + 2 :] if msg.startswith(str(path)) else msg
                 )
                 continue
+            remove_stale_parts(target)  # a killed run's temporary file (this shard's target)
             with atomic_path(target) as tmp:
                 Image.fromarray(result.mask.astype(bool)).save(tmp, format="PNG")
             fraction = float(result.mask.mean())
@@ -227,11 +262,9 @@ def _build(
                 "seconds": round(time.perf_counter() - start, 3),
             }
             try:
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-            except OSError as exc:  # a full disk: name the manifest, not a bare errno
-                raise OSError(exc.errno, exc.strerror, str(manifest)) from None
-    if manifest.stat().st_size == 0:  # nothing made (every image failed): no empty manifest
-        manifest.unlink()
+                _append(log, manifest, json.dumps(rec) + "\n")
+            except BaseException:  # without its line the mask would be taken for a foreign file
+                target.unlink(missing_ok=True)
+                raise
     summary.seconds = time.perf_counter() - t0
     return summary

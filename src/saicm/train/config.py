@@ -13,7 +13,7 @@ import yaml
 
 from ..codec.registry import get_architecture
 from ..errors import SaicmError
-from ..utils.settings import Settings
+from ..utils.settings import Settings, read_yaml
 from .loss import LOSSES
 
 __all__ = ["DEFAULT_LMBDA", "RESUME_APPLIED", "RESUME_FIXED", "VARIABLE_RATE_ARCHS", "TrainConfig"]
@@ -164,7 +164,7 @@ class TrainConfig(Settings):
             SaicmError: missing file, invalid YAML, or not a mapping.
         """
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            data = read_yaml(path) or {}
         except FileNotFoundError:
             raise SaicmError(f"{path}: no such config file") from None
         except yaml.YAMLError as exc:
@@ -207,7 +207,7 @@ class TrainConfig(Settings):
                     raise SaicmError(f"{key} {value!r}: expected two numbers LO HI")
                 value = [check(key, v, checker) for v in value]
             else:
-                value = check(key, value, checker)  # "10" from a file -> 10
+                value = check(key, value, checker)  # a number, not "10" (a string)
             setattr(self, key, value)
         if not isinstance(self.milestones, list) or not all(
             check("milestone", m, fraction) < 1 for m in self.milestones

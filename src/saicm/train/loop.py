@@ -32,8 +32,8 @@ from ..codec.vbr import is_variable_rate
 from ..codec.zoo import TrainedModel, export_model, load_model
 from ..errors import SaicmError
 from ..image import list_images
-from ..utils.io import atomic_path
-from ..utils.runs import RunLogs, dist_env
+from ..utils.io import atomic_path, remove_stale_parts
+from ..utils.runs import RunLogs, check_run_folder, dist_env
 from .config import RESUME_APPLIED, RESUME_FIXED, VARIABLE_RATE_ARCHS, TrainConfig
 from .data import MaskedImageFolder, MicroBatches
 from .loss import RateDistortionLoss
@@ -42,6 +42,8 @@ from .proxy import TrainingForward
 __all__ = ["sample_lmbda", "train", "validate", "validation_lmbdas"]
 
 CHECKPOINT = "checkpoint.pt"
+#: what a run writes into its folder (besides the logs, ``RunLogs.FILES``)
+RUN_FILES = (CHECKPOINT, "config.yaml", "model.pt")
 
 
 def _plain(value):
@@ -307,8 +309,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
     rank, world, local_rank = dist_env()
     cfg.validate(world)
     ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists() and not resume:
-        raise SaicmError(f"{out} already holds a run: pass --resume to continue it")
+    check_run_folder(out, RUN_FILES, resume)
     ckpt = _read_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     data = MaskedImageFolder(
         cfg.images,
@@ -402,6 +403,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
     cfg = dataclasses.replace(cfg, history=history)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:  # what a kill during a write left (this run's own names only)
+            remove_stale_parts(out / name)
         cfg.save(out / "config.yaml")
     model: torch.nn.Module = TrainingForward(net, cfg.quant)
     if world > 1:

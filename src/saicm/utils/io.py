@@ -5,8 +5,11 @@ weights files without unpickling."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
+import signal
 import socket
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -15,34 +18,73 @@ from pathlib import Path
 from ..errors import SaicmError
 
 __all__ = [
+    "NO_SPACE",
     "atomic_path",
     "atomic_write_bytes",
     "folder_lock",
+    "no_space_error",
     "read_weights_file",
+    "refuse_existing",
+    "refuse_foreign_report",
     "refuse_overwrite",
+    "remove_stale_parts",
     "same_path",
+    "space_message",
 ]
+
+#: errno values that mean "no space left for this write": a full device (ENOSPC), a full disk
+#: quota (EDQUOT) and the process's file-size limit (EFBIG, ``ulimit -f`` / RLIMIT_FSIZE).
+NO_SPACE = frozenset(
+    e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if e is not None
+)
+
+
+def space_message(path: str | os.PathLike[str], exc: OSError) -> str:
+    """One line for a write of ``path`` that failed for space (``exc.errno`` in
+    :data:`NO_SPACE`), e.g. ``run/checkpoint.pt: no space left on device (No space left on
+    device): free some space and run the command again``."""
+    where = {
+        errno.ENOSPC: "on device",
+        errno.EFBIG: "under this process's file-size limit (ulimit -f)",
+    }.get(exc.errno, "in the disk quota")  # type: ignore[arg-type]
+    return f"{path}: no space left {where} ({exc.strerror or os.strerror(exc.errno or 0)})"
+
+
+def _part_pattern(path: Path) -> re.Pattern[str]:
+    """The names :func:`atomic_path` gives its temporary files for ``path``: ``.<name>.`` then
+    ``tempfile.mkstemp``'s 8 random characters, then ``.part<suffix>``."""
+    return re.compile(
+        rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.part{re.escape(path.suffix)}"
+    )
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], allow_empty: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
 
-    A crash or an exception leaves no partial file behind, and readers never see half a file.
-    What was written is flushed to the disk (``fsync``) before the rename, and an empty result is
-    refused unless ``allow_empty``.
+    A crash or an exception leaves no partial file behind, and readers never see half a file
+    (a ``SIGKILL`` can leave the hidden temporary file, named ``.<name>.XXXXXXXX.part<suffix>``:
+    a job that resumes removes its own with :func:`remove_stale_parts`). What was written is
+    flushed to the disk (``fsync``) before the rename, and an empty result is refused unless
+    ``allow_empty``.
 
     Raises:
-        OSError: the write failed (a full disk, no permission): the error names ``path``, not the
-            hidden temporary file.
-        SaicmError: the writer produced an empty file, or a write failed inside a library that
-            reports it as a ``RuntimeError`` (``torch.save`` on a full disk).
+        OSError: the write failed (no permission, a read-only folder): the error names ``path``,
+            not the hidden temporary file.
+        SaicmError: no space left (a full disk or quota, the file-size limit), naming ``path``
+            (:func:`space_message`); the writer produced an empty file; or a write failed inside
+            a library that reports it as a ``RuntimeError`` (``torch.save``): the temporary
+            file is then probed with a write of its own, so that a full disk is reported as
+            such, not as the library's text.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent
+        )
+    except OSError as exc:  # a read-only or full folder: the user's path, not the hidden one
+        raise _named_error(exc, path) from None
     os.close(fd)
     try:
         try:
@@ -58,9 +100,12 @@ def atomic_path(path: str | os.PathLike[str], allow_empty: bool = False) -> Iter
             os.replace(tmp, path)
         except OSError as exc:
             if exc.errno and exc.filename in (None, tmp):
-                raise type(exc)(exc.errno, os.strerror(exc.errno), str(path)) from None
+                raise _named_error(exc, path) from None
             raise
-        except RuntimeError as exc:  # torch.save's "file write failed" and kin
+        except RuntimeError as exc:  # torch.save's "file write failed", "unexpected pos" and kin
+            probe = _probe_write(tmp)
+            if probe is not None:  # the disk, not the library: say what the disk said
+                raise _named_error(probe, path) from None
             text = str(exc)
             if "write" not in text.lower():
                 raise
@@ -76,6 +121,64 @@ def atomic_path(path: str | os.PathLike[str], allow_empty: bool = False) -> Iter
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _named_error(exc: OSError, path: Path) -> Exception:
+    """``exc`` naming ``path``: a :class:`SaicmError` for no space, else an ``OSError``."""
+    if exc.errno in NO_SPACE:
+        return SaicmError(space_message(path, exc))
+    return type(exc)(exc.errno, os.strerror(exc.errno) if exc.errno else str(exc), str(path))
+
+
+def _probe_write(tmp: str, size: int = 1 << 16) -> OSError | None:
+    """Whether ``size`` more bytes can be written to ``tmp`` (then fsynced): the OSError of a
+    write that fails (a full disk, the file-size limit), else None. ``SIGXFSZ`` is ignored
+    meanwhile, so that a file-size limit gives ``EFBIG`` rather than killing the process."""
+    previous = None
+    with contextlib.suppress(ValueError, AttributeError):  # not the main thread; Windows
+        previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        with open(tmp, "ab") as f:
+            f.write(b"\0" * size)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        return exc
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGXFSZ, previous)
+    return None
+
+
+def no_space_error(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> SaicmError | None:
+    """After a write of ``tmp`` (the temporary file of ``path``) failed in another process or
+    a library that does not say why (ffmpeg, torch): the :class:`SaicmError` naming ``path`` if
+    the cause is a lack of space (:data:`NO_SPACE`, found by a probe write), else None."""
+    probe = _probe_write(str(tmp))
+    if probe is not None and probe.errno in NO_SPACE:
+        return SaicmError(space_message(path, probe))
+    return None
+
+
+def remove_stale_parts(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_path` left beside ``path`` when a job was
+    killed (``SIGKILL``) while it wrote ``path``; only names of that exact pattern for this
+    ``path`` (``.<name>.XXXXXXXX.part<suffix>``), nothing else. Call it only while the folder is
+    this job's (under :func:`folder_lock`): another job's write in flight has the same pattern.
+
+    Returns:
+        the files removed.
+    """
+    path = Path(path)
+    pattern = _part_pattern(path)
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
 
 
 def _umask() -> int:
@@ -187,6 +290,54 @@ def refuse_overwrite(
                 )
 
 
+def refuse_existing(
+    outputs: Iterable[str | os.PathLike[str]], overwrite: bool = False, flag: str = "--overwrite"
+) -> None:
+    """Refuse (before any work) output files that exist already, unless ``overwrite``: saicm
+    never replaces an existing file unless the user says so (docs/SECURITY.md). A folder where
+    a file is to be written is refused even with ``overwrite``.
+
+    Arguments:
+        outputs: the files the command will write.
+        overwrite: the user's ``flag`` (``--overwrite``) was given.
+        flag: the option that allows replacing, named in the message.
+
+    Raises:
+        SaicmError: naming the first output that exists.
+    """
+    for out in outputs:
+        if os.path.isdir(out):
+            raise SaicmError(f"{out}: a folder, where a file is to be written; choose a file name")
+        if os.path.lexists(out) and not overwrite:
+            raise SaicmError(
+                f"{out}: already exists, and saicm replaces no existing file unless told: "
+                f"pass {flag} to replace it, or choose another output"
+            )
+
+
+def refuse_foreign_report(
+    folder: str | os.PathLike[str], names: Iterable[str], overwrite: bool = False
+) -> None:
+    """Refuse (before any work) a report folder whose report files (``names``) exist but were
+    not written by saicm, unless ``overwrite``. A report folder is saicm's when its
+    ``results.json`` is a saicm report (a JSON object with a ``points`` list): the next
+    evaluation into it rewrites its report, as ``train --resume`` continues a run.
+
+    Raises:
+        SaicmError: ``folder`` is a file, or holds such a file (named).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise SaicmError(f"{folder}: not a folder (a report is a folder of files)")
+    try:
+        with open(folder / "results.json", "rb") as f:
+            ours = isinstance(json.loads(f.read(1 << 26)).get("points"), list)
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        refuse_existing([folder / n for n in names], overwrite)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -230,8 +381,16 @@ def folder_lock(folder: str | os.PathLike[str], name: str = ".saicm.lock") -> It
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()  # stale
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(me))
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(me))
+        except OSError as exc:  # a full disk: the user's folder, not the hidden lock
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            if made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise _named_error(exc, folder) from None
         break
     else:
         raise SaicmError(f"{folder}: could not take the lock {lock}")

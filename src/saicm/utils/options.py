@@ -10,7 +10,10 @@ argparse prints its text) and a check of a config value::
     lr = check("lr", cfg.lr, positive_float)   # config.yaml: SaicmError "lr -1.0: must be > 0"
 
 Floats must be finite (NaN and infinities are refused everywhere); booleans are not numbers;
-integers must be written as integers (``"8"``, not ``"8.0"`` or ``"1e3"``).
+integers must be written as integers (``"8"``, not ``"8.0"`` or ``"1e3"``). A config value is
+checked as strictly as its flag, and more: a number in a config file must be a number of the
+file's own syntax, not a string (``batch_size: '8'`` is refused by :func:`check`, where the
+command line's ``--batch-size 8`` is text by nature).
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ def finite_float(
             raise OptionError(f"{_show(value)}: expected {want}")
         return x
 
+    convert.numeric = "a number"  # type: ignore[attr-defined]
     return _named(convert, "finite_float")
 
 
@@ -124,6 +128,7 @@ def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[Any], i
             raise OptionError(f"{n}: expected {want}")
         return n
 
+    convert.numeric = "an integer"  # type: ignore[attr-defined]
     return _named(convert, "int_range")
 
 
@@ -171,11 +176,18 @@ def safe_name(value: Any) -> str:
 
 
 def check(name: str, value: Any, checker: Callable[[Any], T]) -> T:
-    """``checker(value)``, with ``name`` in front of the error message (for config values).
+    """``checker(value)`` for a config value (a file's or the Python API's, not the command
+    line's text), with ``name`` in front of the error message. A string is refused where the
+    checker wants a number (``batch_size: '1'``): a config file writes numbers as numbers.
 
     Raises:
         OptionError: ``"<name> <value>: expected ..."``.
     """
+    kind = getattr(checker, "numeric", None)
+    if kind is not None and isinstance(value, str):
+        raise OptionError(
+            f"{name} {value!r}: expected {kind}, written without quotes (a string is not a number)"
+        )
     try:
         return checker(value)
     except OptionError as exc:

@@ -6,7 +6,9 @@ import csv
 import os
 from pathlib import Path
 
-__all__ = ["RunLogs", "dist_env"]
+from .io import atomic_path
+
+__all__ = ["RunLogs", "check_run_folder", "dist_env"]
 
 
 def dist_env() -> tuple[int, int, int]:
@@ -20,8 +22,36 @@ def dist_env() -> tuple[int, int, int]:
     return 0, 1, 0
 
 
+def check_run_folder(out: Path, files: tuple[str, ...], resume: bool) -> None:
+    """Refuse, before any work, a run folder that is a file, or one that holds what a run
+    writes (``files``, the first its checkpoint, and the logs) when the run does not
+    ``resume``: a new run never replaces the files of another one, nor the user's files of
+    those names.
+
+    Raises:
+        SaicmError: naming the folder and the first such file.
+    """
+    from ..errors import SaicmError
+
+    if out.exists() and not out.is_dir():
+        raise SaicmError(f"{out}: not a folder (a run writes a folder of files)")
+    if resume or not out.is_dir():
+        return
+    if os.path.lexists(out / files[0]):
+        raise SaicmError(f"{out} already holds a run: pass --resume to continue it")
+    held = [n for n in (*files, *RunLogs.FILES) if os.path.lexists(out / n)]
+    if held:
+        raise SaicmError(
+            f"{out} already holds {held[0]}, and a new run replaces no existing file: choose "
+            "another run folder"
+        )
+
+
 class RunLogs:
     """CSV (train.csv, val.csv) and TensorBoard, written by rank 0 only."""
+
+    #: the files and folders of a run folder that these logs write
+    FILES = ("train.csv", "val.csv", "tensorboard")
 
     def __init__(self, out: Path, enabled: bool) -> None:
         self.enabled = enabled
@@ -70,5 +100,15 @@ class RunLogs:
             path = self.out / f"{name}.csv"
             if path.exists():
                 lines = path.read_text().splitlines()
-                keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= step]
-                path.write_text("\n".join(keep) + "\n")
+                if not lines:
+                    continue
+                width = len(lines[0].split(","))
+                keep = [lines[0]] + [  # a row cut by a kill or a full disk is dropped too
+                    ln
+                    for ln in lines[1:]
+                    if len(ln.split(",")) == width
+                    and ln.split(",")[0].isdigit()
+                    and int(ln.split(",")[0]) <= step
+                ]
+                with atomic_path(path) as tmp:
+                    tmp.write_text("\n".join(keep) + "\n")

@@ -63,26 +63,29 @@ TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the run's saved
 
 
 def _refuse_inputs(out: str | Path, *inputs: str | Path, names: tuple[str, ...] = ()) -> None:
-    """Refuse an output that resolves to an input, or a folder output whose files (``names``)
+    """Refuse an output that is an input (the same file by any path: a symlink, a hard link,
+    ``..``; :func:`saicm.utils.io.same_path`), or a folder output whose files (``names``)
     would replace an input."""
-    dst = Path(out).resolve()
-    targets = {dst, *(dst / n for n in names)}
+    from ..utils.io import same_path
+
+    targets = [Path(out), *(Path(out) / n for n in names)]
     for given in inputs:
-        if Path(given).resolve() in targets:
+        if any(same_path(t, given) for t in targets):
             raise SaicmError(f"{out}: the output would overwrite the input {given}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import yaml
 
-    from .train import VideoTrainConfig, train_video
+    from ..utils.settings import read_yaml
+    from .train import VideoTrainConfig
 
     out = Path(args.output)
     saved = out / "config.yaml"
     cfg = VideoTrainConfig()
     if args.resume and saved.exists():
         try:
-            values = yaml.safe_load(saved.read_text()) or {}
+            values = read_yaml(saved) or {}
         except yaml.YAMLError:
             raise SaicmError(f"{saved}: not a run's config.yaml") from None
         if not isinstance(values, dict):
@@ -91,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = cfg.override(values, source=str(saved))
     values = {"video": args.video, **{k: getattr(args, k) for k in TRAIN_OPTIONS}}
     cfg = cfg.override(values, source="command line")
-    model = train_video(cfg, out, resume=args.resume, stop_after=args.stop_after)
+    model = _train_locked(cfg, out, args)
     if model is not None:
         print(f"trained {cfg.loss} ({cfg.size}) -> {model}")
     elif args.stop_after:
@@ -99,14 +102,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_locked(cfg, out: Path, args: argparse.Namespace) -> Path | None:
+    """``train_video`` with the run folder locked (rank 0; ``.saicm.lock``, as image runs)."""
+    import shutil
+
+    from ..utils.io import folder_lock
+    from ..utils.runs import check_run_folder, dist_env
+    from .train import CHECKPOINT, RUN_FILES, train_video
+
+    def run() -> Path | None:
+        return train_video(cfg, out, resume=args.resume, stop_after=args.stop_after)
+
+    check_run_folder(out, RUN_FILES, args.resume)  # before the lock makes the folder
+    if dist_env()[0] != 0:
+        return run()
+    fresh = not out.exists()
+    try:
+        with folder_lock(out):
+            return run()
+    except BaseException as exc:
+        if fresh and not (out / CHECKPOINT).exists():  # as train_video does for its folder
+            shutil.rmtree(out, ignore_errors=True)
+        elif isinstance(exc, SaicmError) and "no space left" in str(exc):
+            raise SaicmError(f"{exc}; once there is space, continue with --resume") from None
+        raise
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
+    from ..utils.io import refuse_existing
     from .bitstream import encode_nerv, read_snv
-    from .train import load_nerv
+    from .train import MODEL, load_nerv
 
     out = Path(args.output)
     if out.suffix != ".snv":
         raise SaicmError(f"{out}: the output is a .snv file")
-    _refuse_inputs(out, args.run)
+    run = Path(args.run)
+    _refuse_inputs(out, run, *([run / MODEL] if run.is_dir() else []))
+    refuse_existing([out], args.overwrite)
     net, blob = load_nerv(args.run)
     encode_nerv(net, blob["frames"], blob.get("fps", 0.0), bits=args.bits, path=out)
     stream = read_snv(out)
@@ -115,10 +147,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    from ..utils.io import refuse_existing
     from .bitstream import iter_frames, read_snv
     from .frames import write_clip
 
     _refuse_inputs(args.output, args.file)
+    if Path(args.output).suffix:  # a video file (a folder of frames refuses frames it holds)
+        refuse_existing([args.output], args.overwrite)
     stream = read_snv(args.file)
     start = time.perf_counter()
     write_clip(iter_frames(stream.net, stream.frames), args.output, stream.fps)
@@ -157,7 +192,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"--anchor {spec!r}: expected {name}:QP1,QP2 with QPs 0-{top} ({exc})"
             ) from None
     inputs = [args.video, *streams.values(), *([args.annotations] if args.annotations else [])]
-    _refuse_inputs(args.output, *inputs, names=("results.json", "results.md", "map.png"))
+    from ..utils.io import refuse_foreign_report
+
+    names = ("results.json", "results.md", "map.png")
+    _refuse_inputs(args.output, *inputs, names=names)
+    refuse_foreign_report(args.output, names, args.overwrite)
     clip = read_clip(args.video, parse_size(args.frame_size), args.max_frames, args.frame_step)
     annotations = None
     if args.annotations:
@@ -171,6 +210,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     files = write_video_report(points, args.output, Path(args.video).stem)
     print(files["md"].read_text())
     return 0
+
+
+def _overwrite_flag(
+    parser: argparse.ArgumentParser,
+    text: str = "replace an output file that exists (without it, an existing file is an error)",
+) -> None:
+    parser.add_argument("--overwrite", action="store_true", help=text)
 
 
 def add_video_parser(sub: argparse._SubParsersAction) -> None:
@@ -195,11 +241,13 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--bits", type=int_range(2, 16), default=8, help="quantisation bits, 2-16 (default 8)"
     )
+    _overwrite_flag(e)
     e.set_defaults(func=cmd_encode)
 
     d = vs.add_parser("decode", help="decode a .snv file into frames or a video")
     d.add_argument("file", metavar="FILE.snv")
     d.add_argument("-o", "--output", required=True, help="folder of PNG frames, or a .mp4 file")
+    _overwrite_flag(d)
     d.set_defaults(func=cmd_decode)
 
     ev = vs.add_parser("eval", help="bpp, PSNR, decode speed and detection mAP against HEVC/VVC")
@@ -214,4 +262,5 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--annotations", default=None, help="COCO json, image id = frame number")
     ev.add_argument("--no-detect", action="store_true", help="rate and PSNR only")
     ev.add_argument("-o", "--output", required=True, help="report folder")
+    _overwrite_flag(ev, "replace report files that saicm did not write")
     ev.set_defaults(func=cmd_eval)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import SaicmError
 from ..image import IMAGE_SUFFIXES, load_image, save_image
-from ..utils.io import atomic_path
+from ..utils.io import atomic_path, no_space_error
 from .nerv import MAX_PIXELS, MAX_SIDE
 
 #: Frames a clip may have (the ``.snv`` limit, saicm.video.bitstream.MAX_FRAMES).
@@ -211,6 +211,9 @@ def write_clip(
                 except OSError as exc:  # name the user's folder, not the hidden one beside it
                     why = exc.strerror or str(exc)
                     raise SaicmError(f"{out}: cannot write frame {count} ({why})") from None
+                except SaicmError as exc:  # no space: the message names the hidden file
+                    why = str(exc).partition(": ")[2] or str(exc)
+                    raise SaicmError(f"{out}: cannot write frame {count}: {why}") from None
                 count += 1
         if not count:
             raise SaicmError("frames must be a non-empty (T, H, W, 3) uint8 array")
@@ -264,6 +267,9 @@ def _write_video(chunks: Iterator[np.ndarray], out: Path, fps: float) -> Path:
         log.seek(0)
         why = (log.read().decode(errors="replace").strip().splitlines() or [""])[-1][:200]
         if code:
+            full = no_space_error(tmp, out)
+            if full is not None:
+                raise full
             raise SaicmError(f"{out}: ffmpeg could not write the video (exit {code}: {why})")
         written = _count_frames(tmp)
         if written != count:

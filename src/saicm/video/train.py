@@ -44,9 +44,9 @@ import torch.distributed as dist
 import yaml
 
 from ..errors import SaicmError
-from ..utils.io import atomic_path, read_weights_file
+from ..utils.io import atomic_path, read_weights_file, remove_stale_parts
 from ..utils.options import OptionError, check, choice, finite_float, int_range
-from ..utils.runs import RunLogs, dist_env
+from ..utils.runs import RunLogs, check_run_folder, dist_env
 from ..utils.settings import Settings
 from .bitstream import MAX_FRAMES
 from .frames import Clip, parse_size, read_clip, write_clip
@@ -59,6 +59,8 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 FORMAT = "saicm-nerv"
 CLIP = "clip.yaml"
+#: what a run writes into its folder (besides the logs, ``RunLogs.FILES``), checkpoint first
+RUN_FILES = (CHECKPOINT, "config.yaml", MODEL, CLIP, "frames", "masks")
 #: Settings a resumed run may change: at any time / before pruning starts.
 FREE_ON_RESUME = ("checkpoint_every",)
 PRUNING_SETTINGS = ("prune", "prune_epochs")
@@ -372,16 +374,29 @@ def train_video(
     """Train ``cfg`` into the run folder ``out``; return ``out/model.pt`` (None off rank 0).
 
     ``stop_after``: checkpoint and return None after this epoch (a time-boxed session); the
-    run goes on with ``resume`` as if it had never stopped.
+    run goes on with ``resume`` as if it had never stopped. Without ``resume`` a folder that
+    holds a run's files is refused; a run that fails before its first checkpoint leaves no run
+    folder behind (when it made the folder), so the same command can simply be run again.
     """
+    out = Path(out)
+    fresh = not out.exists()
+    try:
+        return _train_video(cfg, out, resume, progress, stop_after)
+    except BaseException:
+        if fresh and dist_env()[0] == 0 and not (out / CHECKPOINT).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _train_video(
+    cfg: VideoTrainConfig, out: Path, resume: bool, progress: bool, stop_after: int | None
+) -> Path | None:
     from tqdm import tqdm
 
-    out = Path(out)
     rank, world, local_rank = dist_env()
     cfg.validate(world)
     ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists() and not resume:
-        raise SaicmError(f"{out} already holds a run: pass --resume to continue it")
+    check_run_folder(out, RUN_FILES, resume)
     _refuse_output_in_source(cfg, out)
     cuda = torch.cuda.is_available()
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
@@ -394,6 +409,8 @@ def train_video(
     if rank == 0:
         source = _read_source(cfg, out)  # an unreadable video fails before anything is written
         out.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:  # what a kill during a write left (this run's own names only)
+            remove_stale_parts(out / name)
         record = {**dataclasses.asdict(cfg), "history": history}
         with atomic_path(out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(record, sort_keys=False))
