@@ -112,8 +112,10 @@ def compare(
         "ratio": round(sa / ours, 2),
         "per_image_s": {g: [round(t, 3) for t in v] for g, v in times.items()},
     }
-    print("| model | weights | points | thresholds | images | masks kept | identical | "
-          "segment-anything s/image | batched s/image | ratio |")
+    print(
+        "| model | weights | points | thresholds | images | masks kept | identical | "
+        "segment-anything s/image | batched s/image | ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     print(
         f"| {out['model']} | {out['weights']} | {args.points_per_side}x{args.points_per_side} | "

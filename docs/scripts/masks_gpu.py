@@ -52,16 +52,30 @@ def tiny_sam() -> torch.nn.Module:
     )
 
     torch.manual_seed(0)
-    enc = ImageEncoderViT(img_size=64, patch_size=16, embed_dim=32, depth=1, num_heads=2,
-                          mlp_ratio=2.0, out_chans=32, qkv_bias=True, window_size=0)
-    pe = PromptEncoder(embed_dim=32, image_embedding_size=(4, 4), input_image_size=(64, 64),
-                       mask_in_chans=4)
-    md = MaskDecoder(num_multimask_outputs=3, transformer_dim=32, iou_head_depth=1,
-                     iou_head_hidden_dim=32,
-                     transformer=TwoWayTransformer(depth=1, embedding_dim=32, mlp_dim=64,
-                                                   num_heads=2))
-    return Sam(enc, pe, md, pixel_mean=[123.675, 116.28, 103.53],
-               pixel_std=[58.395, 57.12, 57.375]).eval()
+    enc = ImageEncoderViT(
+        img_size=64,
+        patch_size=16,
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+        mlp_ratio=2.0,
+        out_chans=32,
+        qkv_bias=True,
+        window_size=0,
+    )
+    pe = PromptEncoder(
+        embed_dim=32, image_embedding_size=(4, 4), input_image_size=(64, 64), mask_in_chans=4
+    )
+    md = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer_dim=32,
+        iou_head_depth=1,
+        iou_head_hidden_dim=32,
+        transformer=TwoWayTransformer(depth=1, embedding_dim=32, mlp_dim=64, num_heads=2),
+    )
+    return Sam(
+        enc, pe, md, pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375]
+    ).eval()
 
 
 def main() -> None:
@@ -79,10 +93,7 @@ def main() -> None:
     bench = _bench()
     device = "cpu" if args.tiny else ("cuda" if torch.cuda.is_available() else "cpu")
     points = 8 if args.tiny else 32
-    if args.tiny:
-        sam = tiny_sam()
-    else:
-        sam = bench._model("vit_h", args.checkpoint)
+    sam = tiny_sam() if args.tiny else bench._model("vit_h", args.checkpoint)
     photos = bench._photos(args.images)
     if args.tiny:
         photos = [p[::4, ::4] for p in photos]
@@ -113,8 +124,14 @@ def main() -> None:
 
     def compare(keep_all: bool, n: int) -> dict:
         ns = argparse.Namespace(
-            sam_type="tiny" if args.tiny else "vit_h", checkpoint=args.checkpoint, points_per_side=points,
-            points_per_batch=64, keep_all=keep_all, device=device, warmup=1, json=None,
+            sam_type="tiny" if args.tiny else "vit_h",
+            checkpoint=args.checkpoint,
+            points_per_side=points,
+            points_per_batch=64,
+            keep_all=keep_all,
+            device=device,
+            warmup=1,
+            json=None,
             images=n,
         )
         return bench.compare(ns, sam=sam, photos=photos[:n])
@@ -129,8 +146,9 @@ def main() -> None:
         model = sam.to(device)
         images = [photos[i % len(photos)] for i in range(args.stream)]
         ref_gen = LabelMapGenerator(model, points_per_side=points)
-        big = LabelMapGenerator(model, points_per_side=points, points_per_batch=256,
-                                images_per_batch=4)
+        big = LabelMapGenerator(
+            model, points_per_side=points, points_per_batch=256, images_per_batch=4
+        )
         prepared = [big.prepare(im) for im in images]
         big.label_maps(prepared[:4])  # warm-up
         if device == "cuda":
@@ -154,16 +172,21 @@ def main() -> None:
         }
 
     step("3 batched stream", stream)
-    lines = ["| step | segment-anything s/image | batched s/image | ratio | identical |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| step | segment-anything s/image | batched s/image | ratio | identical |",
+        "|---|---|---|---|---|",
+    ]
     for name, r in report["steps"].items():
         if isinstance(r, dict) and "ratio" in r:
-            lines.append(f"| {name} | {r['segment_anything_s_per_image']} | "
-                         f"{r['batched_s_per_image']} | {r['ratio']} | "
-                         f"{r['identical_label_maps']} |")
+            lines.append(
+                f"| {name} | {r['segment_anything_s_per_image']} | "
+                f"{r['batched_s_per_image']} | {r['ratio']} | "
+                f"{r['identical_label_maps']} |"
+            )
         elif isinstance(r, dict):
-            lines.append(f"| {name} | - | {r['s_per_image']} | - | "
-                         f"{r['identical_to_default_batches']} |")
+            lines.append(
+                f"| {name} | - | {r['s_per_image']} | - | {r['identical_to_default_batches']} |"
+            )
         else:
             lines.append(f"| {name} | {r} | | | |")
     (out_dir / "masks_gpu.md").write_text("\n".join(lines) + "\n")

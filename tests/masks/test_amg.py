@@ -48,8 +48,12 @@ def assert_same(ref: list[dict], got, image: np.ndarray) -> None:
 SETTINGS = [
     dict(pred_iou_thresh=0.0, stability_score_thresh=0.8, box_nms_thresh=0.7),
     dict(pred_iou_thresh=0.5, stability_score_thresh=0.0, box_nms_thresh=1.0),
-    dict(pred_iou_thresh=0.0, stability_score_thresh=0.78, box_nms_thresh=0.9,
-         min_mask_region_area=40),
+    dict(
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.78,
+        box_nms_thresh=0.9,
+        min_mask_region_area=40,
+    ),
 ]
 
 
@@ -70,8 +74,14 @@ def test_same_masks_with_crop_layers(photo):
     sam = sharp_sam(1)
     # segment-anything fails on a crop that keeps no mask (torch.cat of an empty crop_boxes):
     # settings under which every crop keeps some
-    kw = dict(points_per_side=6, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-              box_nms_thresh=0.8, crop_n_layers=1, crop_n_points_downscale_factor=2)
+    kw = dict(
+        points_per_side=6,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        box_nms_thresh=0.8,
+        crop_n_layers=1,
+        crop_n_points_downscale_factor=2,
+    )
     image = photo[::3, ::3]
     ref = SamAutomaticMaskGenerator(sam, output_mode="binary_mask", **kw).generate(image)
     (got,) = LabelMapGenerator(sam, **kw).generate([image])

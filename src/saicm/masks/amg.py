@@ -75,9 +75,7 @@ class Segments:
 
     def select(self, keep: torch.Tensor) -> Segments:
         """The segments at indices (or where the boolean) ``keep``, in that order."""
-        return Segments(
-            *(getattr(self, k)[keep.to(getattr(self, k).device)] for k in _FIELDS)
-        )
+        return Segments(*(getattr(self, k)[keep.to(getattr(self, k).device)] for k in _FIELDS))
 
     def label_map(self) -> torch.Tensor:
         """int32 ``(H, W)`` label map (0 = none), painted as :func:`paint_label_map`."""

