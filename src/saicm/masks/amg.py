@@ -23,6 +23,7 @@ the label map is :func:`saicm.masks.edges.paint_segments` of those masks.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -241,11 +242,11 @@ class LabelMapGenerator:
         output_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(sparse.size(0), -1, -1)
         tokens = torch.cat((output_tokens, sparse), dim=1)
-        src = torch.repeat_interleave(features, tokens.shape[0], dim=0)
-        src = src + dense
-        pos_src = torch.repeat_interleave(model.prompt_encoder.get_dense_pe(), tokens.shape[0], 0)
-        b, c, h, w = src.shape
-        hs, src = md.transformer(src, pos_src, tokens)
+        b = tokens.shape[0]
+        _, c, h, w = features.shape
+        hs, src = _two_way_transformer(
+            md.transformer, features + dense[:1], model.prompt_encoder.get_dense_pe(), tokens
+        )
         iou_pred = md.iou_prediction_head(hs[:, 0, :])[:, 1:]  # multimask: masks 1..3
         keep = iou_pred.flatten() > self.pred_iou_thresh
         if self.pred_iou_thresh <= 0.0:
@@ -385,6 +386,72 @@ class LabelMapGenerator:
         changed = changed[:, None].to(seg.boxes.device)
         seg.boxes = torch.where(changed, boxes.to(seg.boxes), seg.boxes)
         return seg.select(keep)
+
+
+def _shared(linear: torch.nn.Module, x: torch.Tensor, b: int) -> torch.Tensor:
+    """``linear`` of one ``(1, N, C)`` input, for ``b`` prompts that share it."""
+    return linear(x).expand(b, -1, -1).contiguous()
+
+
+def _attention(attn: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+    """segment-anything's ``Attention.forward`` after its input projections."""
+    q = attn._separate_heads(q, attn.num_heads)
+    k = attn._separate_heads(k, attn.num_heads)
+    v = attn._separate_heads(v, attn.num_heads)
+    _, _, _, c_per_head = q.shape
+    weights = q @ k.permute(0, 1, 3, 2)
+    weights = weights / math.sqrt(c_per_head)
+    weights = torch.softmax(weights, dim=-1)
+    return attn.out_proj(attn._recombine_heads(weights @ v))
+
+
+def _two_way_transformer(
+    transformer: torch.nn.Module,
+    image: torch.Tensor,
+    image_pe: torch.Tensor,
+    tokens: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """segment-anything's ``TwoWayTransformer.forward`` for ``B`` prompts on one image.
+
+    The image embedding is the same for every prompt until the first block's image-to-token
+    attention changes it, so the projections of it there (the token-to-image keys and values,
+    the image-to-token queries: three of the block's four ``4096 x 256`` projections) are
+    computed once, not ``B`` times. Each row of a matrix product does not depend on how many
+    rows there are on the CPU (``tests/masks/test_amg.py`` checks the masks bit for bit).
+
+    Arguments:
+        image: ``(1, C, h, w)`` image embedding plus the dense prompt embedding.
+        image_pe: ``(1, C, h, w)`` positional encoding.
+        tokens: ``(B, T, C)`` output and prompt tokens.
+
+    Returns:
+        ``(B, T, C)`` tokens and ``(B, h * w, C)`` image embedding, as the transformer's.
+    """
+    b = tokens.shape[0]
+    keys = image.flatten(2).permute(0, 2, 1)
+    key_pe = image_pe.flatten(2).permute(0, 2, 1)
+    first = transformer.layers[0]
+    if not getattr(first, "skip_first_layer_pe", False):  # not segment-anything's layout
+        return transformer(image.expand(b, -1, -1, -1), image_pe.expand(b, -1, -1, -1), tokens)
+    queries = first.norm1(first.self_attn(q=tokens, k=tokens, v=tokens))
+    k = keys + key_pe
+    t2i = first.cross_attn_token_to_image
+    out = _attention(
+        t2i, t2i.q_proj(queries + tokens), _shared(t2i.k_proj, k, b), _shared(t2i.v_proj, keys, b)
+    )
+    queries = first.norm2(queries + out)
+    queries = first.norm3(queries + first.mlp(queries))
+    q = queries + tokens
+    i2t = first.cross_attn_image_to_token
+    out = _attention(i2t, _shared(i2t.q_proj, k, b), i2t.k_proj(q), i2t.v_proj(queries))
+    keys = first.norm4(keys + out)
+    for layer in transformer.layers[1:]:
+        queries, keys = layer(queries=queries, keys=keys, query_pe=tokens, key_pe=key_pe)
+    q = queries + tokens
+    k = keys + key_pe
+    out = transformer.final_attn_token_to_image(q=q, k=k, v=keys)
+    queries = transformer.norm_final_attn(queries + out)
+    return queries, keys
 
 
 def _cat(parts: list[Segments], size: Sequence[int], device: torch.device) -> Segments:
