@@ -22,8 +22,8 @@ the label map is :func:`saicm.masks.edges.paint_segments` of those masks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
