@@ -458,16 +458,36 @@ class ObjectMasks(MaskSource):
         dets = sorted(self._detector(image), key=lambda d: -d.bbox[2] * d.bbox[3])
         labels = np.zeros(image.shape[:2], np.int32)
         if self._predictor is not None and dets:
-            self._predictor.set_image(image)
+            for i, mask in enumerate(self._box_masks(image, dets), start=1):
+                labels[mask] = i
+            return MaskResult(labels > 0, labels, len(dets))
         for i, d in enumerate(dets, start=1):
             x, y, w, h = d.bbox
-            if self._predictor is not None:
-                box = np.array([x, y, x + w, y + h])
-                masks, _, _ = self._predictor.predict(box=box, multimask_output=False)
-                labels[masks[0]] = i
-            else:
-                labels[int(y) : int(np.ceil(y + h)), int(x) : int(np.ceil(x + w))] = i
+            labels[int(y) : int(np.ceil(y + h)), int(x) : int(np.ceil(x + w))] = i
         return MaskResult(labels > 0, labels, len(dets))
+
+    def _box_masks(self, image: np.ndarray, dets: list, batch: int = 64) -> np.ndarray:
+        """SAM's mask for each detection box, ``batch`` box prompts per decoder call (what
+        ``SamPredictor.predict(box=...)`` gives one box at a time).
+
+        Returns:
+            bool ``(len(dets), H, W)``.
+        """
+        predictor = self._predictor
+        predictor.set_image(image)
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (d.bbox for d in dets)])
+        boxes = predictor.transform.apply_boxes(boxes, predictor.original_size)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(boxes), batch):
+                part = torch.as_tensor(
+                    boxes[start : start + batch], dtype=torch.float, device=predictor.device
+                )
+                masks, _, _ = predictor.predict_torch(
+                    None, None, boxes=part, multimask_output=False
+                )
+                out.append(masks[:, 0].cpu().numpy())
+        return np.concatenate(out)
 
     def __call__(self, image: np.ndarray, path: Path | None = None) -> MaskResult:
         self.load()
