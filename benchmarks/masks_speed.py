@@ -82,7 +82,7 @@ def compare(
         for src in sources.values():
             src(photos[0][:256, :256])
     times: dict[str, list[float]] = {g: [] for g in sources}
-    same, counts = 0, []
+    same, counts, ours_counts, differ = 0, [], [], []
     for image in photos:
         results = {}
         for g, src in sources.items():
@@ -94,6 +94,8 @@ def compare(
         a, b = results["segment-anything"], results["batched"]
         same += int(np.array_equal(a.segments, b.segments) and np.array_equal(a.mask, b.mask))
         counts.append(a.count)
+        ours_counts.append(b.count)
+        differ.append(round(float((a.mask != b.mask).mean()), 6))  # edge pixels that differ
     sa, ours = (statistics.mean(times[g]) for g in ("segment-anything", "batched"))
     out = {
         "model": args.sam_type,
@@ -106,6 +108,8 @@ def compare(
         "keep_all": args.keep_all,
         "images": [list(p.shape[:2]) for p in photos],
         "masks_kept": counts,
+        "masks_kept_batched": ours_counts,
+        "edge_pixels_differing": differ,
         "identical_label_maps": f"{same}/{len(photos)}",
         "segment_anything_s_per_image": round(sa, 3),
         "batched_s_per_image": round(ours, 3),
