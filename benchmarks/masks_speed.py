@@ -5,6 +5,8 @@
     # segment-anything's generator vs saicm's batched one, same weights, same run, same images
     .venv/bin/python benchmarks/masks_speed.py --compare [--sam-type vit_b|lite_medsam|vit_h]
         [--checkpoint FILE] [--points-per-side 32] [--images 2] [--keep-all] [--json OUT]
+    # where one image's time goes: encoder, and one batch of prompts through each decoder
+    .venv/bin/python benchmarks/masks_speed.py --split --sam-type lite_medsam --points-per-side 8
 
 ``--compare`` times, per image, the whole way from the RGB array to the label map and its edge
 mask (``SamEdges`` with ``generator="segment-anything"`` and with ``"batched"``), checks that
@@ -134,6 +136,39 @@ def compare(
     return out
 
 
+def split(args: argparse.Namespace) -> None:
+    """Where the time of one image goes: encoder, and one batch of prompts through each
+    generator's mask decoder (``--points-per-side`` squared prompts, the astronaut)."""
+    from saicm.masks.amg import LabelMapGenerator
+
+    sam = _model(args.sam_type, args.checkpoint)
+    gen = LabelMapGenerator(sam, points_per_side=args.points_per_side)
+    t = time.perf_counter()
+    prepared = gen.prepare(_image())
+    t_prepare = time.perf_counter() - t
+    t = time.perf_counter()
+    (features,) = list(gen.embed(prepared.inputs))
+    t_encoder = time.perf_counter() - t
+    grid = gen.point_grids[0] * np.array(prepared.size)[None, ::-1]
+    points = torch.as_tensor(gen.transform.apply_coords(grid, prepared.size))
+    with torch.inference_mode():
+        t = time.perf_counter()
+        gen._decode(features, points)
+        t_ours = time.perf_counter() - t
+        labels = torch.ones(len(points), dtype=torch.int)
+        sparse, dense = sam.prompt_encoder(
+            points=(points[:, None, :], labels[:, None]), boxes=None, masks=None
+        )
+        t = time.perf_counter()
+        sam.mask_decoder(features, sam.prompt_encoder.get_dense_pe(), sparse, dense, True)
+        t_theirs = time.perf_counter() - t
+    print(
+        f"{args.sam_type}: prepare {t_prepare:.2f} s, encoder {t_encoder:.2f} s, "
+        f"{len(points)} prompts: segment-anything's mask_decoder {t_theirs:.2f} s, "
+        f"the batched generator's decoding {t_ours:.2f} s (ratio {t_theirs / t_ours:.2f})"
+    )
+
+
 def sources_table(args: argparse.Namespace) -> None:
     from saicm.masks.sources import SamEdges, create_source
 
@@ -163,6 +198,7 @@ def sources_table(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--compare", action="store_true", help="segment-anything's generator vs ours")
+    ap.add_argument("--split", action="store_true", help="encoder and decoder times, one image")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument(
         "--sam-type", default="vit_b", choices=("vit_b", "vit_l", "vit_h", "lite_medsam")
@@ -181,7 +217,9 @@ def main() -> None:
     if args.warmup is None:
         on_cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu"
         args.warmup = 1 if on_cuda else 0
-    if args.compare:
+    if args.split:
+        split(args)
+    elif args.compare:
         compare(args)
     else:
         sources_table(args)
