@@ -486,7 +486,9 @@ def test_categories_numbered_from_zero_score_as_cocos_own(detection, photos, tmp
     assert "ids differ" in maps["zero"]["note"] and "are the file's" in maps["coco"]["note"]
 
 
-def test_unknown_category_names_and_ambiguous_images_are_refused(detection, photos, tmp_path, capsys):
+def test_unknown_category_names_and_ambiguous_images_are_refused(
+    detection, photos, tmp_path, capsys
+):
     from saicm.tasks.detection import COCO_NAMES
 
     gt = _own_boxes_as_gt(detection, photos, {c: c - 1 for c in COCO_NAMES})

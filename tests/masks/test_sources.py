@@ -128,7 +128,7 @@ def test_objects_are_those_of_the_entry_with_the_images_whole_path(voc_coco, tmp
     source = create_source("objects", annotations=str(two))
     assert source(rgb, tmp_path / "val" / "voc.jpg").count == len(masks)
     assert source(rgb, tmp_path / "train" / "voc.jpg").count == 0
-    with pytest.raises(SaicmError, match="2 entries of .* are named voc.jpg"):
+    with pytest.raises(SaicmError, match=r"2 entries of .* are named voc\.jpg"):
         source(rgb, images / "voc.jpg")
 
 

@@ -49,23 +49,23 @@ def load_coco(path: str | Path) -> dict[str, Any]:
         raise SaicmError(f"{path}: no such annotation file") from None
     except (OSError, ValueError) as exc:
         raise SaicmError(f"{path}: not a COCO annotation file ({exc})") from None
-    try:
-        if not isinstance(gt, dict):
-            raise TypeError("not a JSON object")
-        for im in gt["images"]:
-            im["id"], im["file_name"]  # noqa: B018 - both must be there
-        for a in gt["annotations"]:
-            a["image_id"], a["category_id"]  # noqa: B018
-        for c in gt.get("categories", []):
-            c["id"]  # noqa: B018
-    except (KeyError, TypeError) as exc:
-        raise SaicmError(f"{path}: not a COCO annotation file (no {exc})") from None
+    need = {"images": ("id", "file_name"), "annotations": ("image_id", "category_id")}
+    if not isinstance(gt, dict) or not all(isinstance(gt.get(k), list) for k in need):
+        raise SaicmError(f"{path}: not a COCO annotation file (no 'images' and 'annotations')")
+    for key, fields in [*need.items(), ("categories", ("id",))]:
+        for entry in gt.get(key, []):
+            if not isinstance(entry, dict) or any(f not in entry for f in fields):
+                raise SaicmError(
+                    f"{path}: not a COCO annotation file (an entry of '{key}' without "
+                    f"{' and '.join(repr(f) for f in fields)})"
+                )
     return gt
 
 
 def _parts(file_name: str) -> tuple[str, ...]:
     """The components of a COCO ``file_name`` (``/`` or ``\\``, ``./`` dropped)."""
-    return tuple(p for p in PurePosixPath(str(file_name).replace("\\", "/")).parts if p not in (".", "/"))
+    parts = PurePosixPath(str(file_name).replace("\\", "/")).parts
+    return tuple(p for p in parts if p not in (".", "/"))
 
 
 class ImageIndex:
