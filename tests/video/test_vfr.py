@@ -99,3 +99,29 @@ def test_train_encode_decode_eval_agree_on_the_real_frames(vfr, tmp_path, capsys
                  str(rep)]) == 0  # fmt: skip
     point = json.loads((rep / "results.json").read_text())["points"][0]
     assert point["bpp"] == pytest.approx(stream.bpp)
+
+
+def test_video_annotations_pair_by_source_frame_number_size_and_category_name():
+    """``saicm video eval --annotations``: image ids are the source's frame numbers (with
+    ``--frame-step 2`` the frames read are 1, 3, 5), categories are matched by name, and a file
+    of none of the frames or of frames at another size is refused."""
+    from types import SimpleNamespace
+
+    from saicm.errors import SaicmError
+    from saicm.tasks.detection import COCO_NAMES
+    from saicm.video.evaluate import _check_annotations
+
+    judge = SimpleNamespace(categories=COCO_NAMES)
+    gt = {
+        "images": [{"id": i, "file_name": f"{i}.png", "height": 48, "width": 64} for i in (1, 3)],
+        "annotations": [{"id": 1, "image_id": 3, "category_id": 0, "bbox": [1, 1, 9, 9]}],
+        "categories": [{"id": 0, "name": "person"}],
+    }
+    with pytest.warns(SaicmWarning, match="matched by name"):
+        labels, ids = _check_annotations(gt, [1, 3, 5], (48, 64), judge, "a.json")
+    assert ids == [1, 3, None]  # frame 5 is not in the file: left out, not counted as missed
+    assert labels.apply([{"category_id": 1, "image_id": 3}]) == [{"category_id": 0, "image_id": 3}]
+    with pytest.raises(SaicmError, match="lists none of the 2 frames read"):
+        _check_annotations(gt, [7, 9], (48, 64), judge, "a.json")
+    with pytest.raises(SaicmError, match="frame 1 is annotated as 64x48, the frames read are 32x"):
+        _check_annotations(gt, [1, 3], (24, 32), judge, "a.json")
