@@ -357,20 +357,21 @@ def _scale_indexes(model, img):
 
 
 def test_official_tcm_layout_with_scales_over_the_whole_table(tmp_path, photo):
-    """The authors' checkpoint layout (full LIC-TCM, no CDF tables: CompressAI's 64 scales, their
-    padding and truncation) with weights whose scales use the whole table (docs/MODELS.md, the
-    measurement against their coding_m.py): every quarter of the table is used, and saicm's
-    pixels stay within one level under 2 threads, another memory layout and without oneDNN."""
+    """The authors' checkpoint layout (LIC-TCM's training layout, no CDF tables: CompressAI's 64
+    scales, their padding and truncation; tcm-small, which imports the same way, for speed) with
+    weights whose scales use the whole table (docs/MODELS.md, the measurement against their
+    coding_m.py): every quarter of the table is used, and saicm's pixels stay within one level
+    under 2 threads, another memory layout and without oneDNN."""
     from saicm.codec.zoo import import_checkpoint
 
     torch.manual_seed(0)
-    net = create_model("tcm")
+    net = create_model("tcm-small")
     _spread(net)
     path = tmp_path / "sa-icm_0.05.pth.tar"
     torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, path)
     del net
     model = import_checkpoint(path, folder=tmp_path / "models")
-    assert model.scale_levels == 64
+    assert (model.arch, model.scale_levels, model.coding.rounding) == ("tcm-small", 64, "floor")
     img = photo[:128, :128]
     data, idx = _scale_indexes(model, img)
     assert np.histogram(idx, bins=4, range=(0, 64))[0].min() > 0
