@@ -328,3 +328,53 @@ def test_float64_copy_and_tables_follow_the_weights(tiny_model):
     assert p2 is not p and torch.equal(p2[0].weight, m.net.h_s[0].weight.double())
     m.net.update(scale_table=get_scale_table(levels=64), force=True)
     assert latents.coding_tables(m.net) is not tables
+
+
+def _spread(net):
+    """The scale heads' last layers rescaled, as in ``spread_tcm``: scales over the whole table."""
+    with torch.no_grad():
+        for head in net.cc_scale_transforms:
+            last = head[-1]
+            last.weight.mul_(20.0)
+            last.bias.copy_(torch.logspace(np.log10(0.05), np.log10(300.0), last.bias.numel()))
+
+
+def _scale_indexes(model, img):
+    """The table index of every y symbol the encoder codes (saicm's float64 parameters)."""
+    seen = []
+    real = latents.encode_symbols
+
+    def spy(sym, idx, tables):
+        seen.append(np.asarray(idx).copy())
+        return real(sym, idx, tables)
+
+    latents.encode_symbols = spy
+    try:
+        data = encode(img, model)
+    finally:
+        latents.encode_symbols = real
+    return data, seen[1]  # [0]: z, [1]: y
+
+
+def test_official_tcm_layout_with_scales_over_the_whole_table(tmp_path, photo):
+    """The authors' checkpoint layout (LIC-TCM's training layout, no CDF tables: CompressAI's 64
+    scales, their padding and truncation; tcm-small, which imports the same way, for speed) with
+    weights whose scales use the whole table (docs/MODELS.md, the measurement against their
+    coding_m.py): every quarter of the table is used, and saicm's pixels stay within one level
+    under 2 threads, another memory layout and without oneDNN."""
+    from saicm.codec.zoo import import_checkpoint
+
+    torch.manual_seed(0)
+    net = create_model("tcm-small")
+    _spread(net)
+    path = tmp_path / "sa-icm_0.05.pth.tar"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, path)
+    del net
+    model = import_checkpoint(path, folder=tmp_path / "models")
+    assert (model.arch, model.scale_levels, model.coding.rounding) == ("tcm-small", 64, "floor")
+    img = photo[:128, :128]
+    data, idx = _scale_indexes(model, img)
+    assert np.histogram(idx, bins=4, range=(0, 64))[0].min() > 0
+    ref = decode(data, model)
+    for kind in PERTURBATIONS:
+        _assert_close(_decode_under(data, model, kind), ref)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from html.parser import HTMLParser
 
 import numpy as np
@@ -426,3 +427,88 @@ def test_bootstrap_gives_paired_replicates_and_bd_rate_intervals(photos, detecti
     assert len(saved["points"][0]["replicates"]["detection/map"]) == 40
     with pytest.raises(SaicmError, match="bootstrap"):
         evaluate(images, codecs, [detection], tmp_path / "r", progress=False, bootstrap=-1)
+
+
+def _own_boxes_as_gt(detection, photos, numbering):
+    """The detector's confident boxes on the astronaut, as a COCO file whose categories are
+    numbered by ``numbering`` (COCO id -> the file's id), with their names."""
+    from saicm.image import load_image
+    from saicm.tasks.detection import COCO_NAMES
+
+    preds = [p for p in detection.predict(load_image(photos / "astronaut.png")) if p["score"] > 0.5]
+    used = sorted({p["category_id"] for p in preds})
+    return {
+        "images": [{"id": 1, "file_name": "astronaut.png", "height": 512, "width": 512}],
+        "annotations": [
+            {
+                "id": k,
+                "image_id": 1,
+                "category_id": numbering[p["category_id"]],
+                "bbox": p["bbox"],
+                "area": p["bbox"][2] * p["bbox"][3],
+                "iscrowd": 0,
+            }
+            for k, p in enumerate(preds, start=1)
+        ],
+        "categories": [{"id": numbering[c], "name": COCO_NAMES[c]} for c in used],
+    }
+
+
+def test_categories_numbered_from_zero_score_as_cocos_own(detection, photos, tmp_path, capsys):
+    from saicm.tasks.detection import COCO_NAMES
+
+    coco_ids = {c: c for c in COCO_NAMES}
+    from_zero = {c: k for k, c in enumerate(sorted(COCO_NAMES))}  # person = 0, as exporters do
+    maps = {}
+    for label, numbering in (("coco", coco_ids), ("zero", from_zero)):
+        ann = tmp_path / f"{label}.json"
+        ann.write_text(json.dumps(_own_boxes_as_gt(detection, photos, numbering)))
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            res = evaluate(
+                [photos / "astronaut.png"],
+                [parse_codec("png")],
+                [detection],
+                tmp_path / label,
+                annotations=ann,
+                progress=False,
+            )
+        # said once on the console where the numberings differ, not at all where they agree
+        assert [str(w.message).count("matched by name") for w in said] == (
+            [1] if label == "zero" else []
+        )
+        maps[label] = {p.codec: p.metrics["detection/map"] for p in res["points"]}
+        maps[label]["note"] = res["ground_truth"]
+    # its own boxes on the uncompressed image: 1.0 whatever the file's numbering (was 0.000)
+    assert maps["coco"]["_original"] == pytest.approx(1.0)
+    assert maps["zero"]["_original"] == pytest.approx(1.0)
+    assert maps["zero"]["png"] == pytest.approx(1.0)
+    assert "ids differ" in maps["zero"]["note"] and "are the file's" in maps["coco"]["note"]
+
+
+def test_unknown_category_names_and_ambiguous_images_are_refused(
+    detection, photos, tmp_path, capsys
+):
+    from saicm.tasks.detection import COCO_NAMES
+
+    gt = _own_boxes_as_gt(detection, photos, {c: c - 1 for c in COCO_NAMES})
+    gt["categories"] = [{**c, "name": f"class{c['id']}"} for c in gt["categories"]]
+    ann = tmp_path / "unnamed.json"
+    ann.write_text(json.dumps(gt))
+    args = ["eval", "--images", str(photos / "astronaut.png"), "--codec", "png", "-o"]
+    assert main([*args, str(tmp_path / "a"), "--annotations", str(ann)]) == 1
+    err = capsys.readouterr().err
+    assert "saicm: error:" in err and "no label named 'class0'" in err
+    assert len(err.strip().splitlines()) == 1
+
+    gt = _own_boxes_as_gt(detection, photos, {c: c for c in COCO_NAMES})
+    gt["images"] = [
+        {**gt["images"][0], "file_name": "val2017/astronaut.png"},
+        {**gt["images"][0], "id": 2, "file_name": "train2017/astronaut.png"},
+    ]
+    ann = tmp_path / "two.json"
+    ann.write_text(json.dumps(gt))
+    assert main([*args, str(tmp_path / "b"), "--annotations", str(ann)]) == 1
+    err = capsys.readouterr().err
+    assert "2 entries of" in err and "are named astronaut.png" in err
+    assert not (tmp_path / "b" / "results.json").exists()

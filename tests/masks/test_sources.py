@@ -111,6 +111,27 @@ def test_objects_from_coco_annotations(voc_coco):
         create_source("objects", annotations=str(ann))(load_image(path), images / "other.jpg")
 
 
+def test_objects_are_those_of_the_entry_with_the_images_whole_path(voc_coco, tmp_path):
+    """Two entries named voc.jpg: the image's folder decides; a bare voc.jpg is refused (it
+    took the last entry's objects, silently)."""
+    import json
+
+    from saicm.image import load_image
+
+    images, ann, masks = voc_coco
+    coco = json.loads(ann.read_text())
+    empty = {**coco["images"][0], "id": 2, "file_name": "train/voc.jpg"}
+    coco["images"] = [{**coco["images"][0], "file_name": "val/voc.jpg"}, empty]
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps(coco))
+    rgb = load_image(images / "voc.jpg")
+    source = create_source("objects", annotations=str(two))
+    assert source(rgb, tmp_path / "val" / "voc.jpg").count == len(masks)
+    assert source(rgb, tmp_path / "train" / "voc.jpg").count == 0
+    with pytest.raises(SaicmError, match=r"2 entries of .* are named voc\.jpg"):
+        source(rgb, images / "voc.jpg")
+
+
 def test_objects_from_the_detector(photo):
     res = create_source("objects")(photo)
     # The astronaut is found, and her box is filled: a large, solid region.

@@ -50,3 +50,27 @@ def test_torchvision_weights_that_run_code_are_refused(evil):
         TorchvisionDetector("fasterrcnn_mobilenet_v3_large_320_fpn", str(path))
     assert not marker.exists()
     assert "never unpickles" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_yolo_models_label_space_is_its_own_class_names(tmp_path):
+    """Ground truth is matched to a detector by category name: a YOLO model's names are those
+    it carries (an 80-class model's indices go to COCO's ids), not COCO's by assumption."""
+    pytest.importorskip("ultralytics")
+    from saicm.data.coco import match_categories
+    from saicm.errors import SaicmError
+    from saicm.tasks import UltralyticsDetector
+    from saicm.tasks.detection import COCO80_TO_91
+
+    net = UltralyticsDetector("yolov8n.yaml")
+    names = dict(net.net.names)
+    assert net.categories == {COCO80_TO_91[i]: str(n) for i, n in names.items()}
+    gt = {
+        "images": [{"id": 1, "file_name": "a.png"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 0, "bbox": [0, 0, 4, 4]}],
+        "categories": [{"id": 0, "name": str(names[0])}],
+    }
+    assert match_categories(gt, net.categories, "yolo", "a.json").to_file == {1: 0}
+    if str(names[0]) != "person":  # a model whose classes are not COCO's is not scored as COCO
+        gt["categories"][0]["name"] = "person"
+        with pytest.raises(SaicmError, match="no label named 'person'"):
+            match_categories(gt, net.categories, "yolo", "a.json")

@@ -57,3 +57,14 @@ def test_object_crops_are_a_function_of_the_sample(sparse):
 def test_object_crops_outside_0_1_are_refused(sparse):
     with pytest.raises(SaicmError, match="fraction"):
         MaskedImageFolder(*sparse, crop=64, object_crops=1.5, allow_empty=True)
+
+
+def test_two_images_of_one_stem_never_share_a_mask(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "mask").mkdir()
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "img" / "a.png")
+    Image.fromarray(rgb).save(tmp_path / "img" / "a.jpg")
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(tmp_path / "mask" / "a.png")
+    with pytest.raises(SaicmError, match=r"would share the mask a\.png"):
+        MaskedImageFolder(tmp_path / "img", tmp_path / "mask", crop=16)

@@ -91,6 +91,7 @@ def test_warm_up_starts_at_a_tenth_of_the_learning_rate():
         ("activation", "os.system"),
         ("head_kernel", 2),
         ("pe_layout", "x"),
+        ("pe_order", "pi_last"),
         ("strides", (5, 2, 2, 2, 2, 1, 1, 1, 1)),
         ("strides", (0, 2)),
         ("height", True),
@@ -132,3 +133,22 @@ def test_ssim_is_pytorch_msssim_and_behaves():
     assert out["loss"].item() == pytest.approx(
         0.7 * (y - x).abs().mean().item() + 0.3 * (1 - ssim(y, x).item()), rel=1e-6
     )
+
+
+def test_positional_encoding_multiplies_in_the_official_order():
+    """``(t * b^i) * pi`` in float32, as haochen-rye/NeRV's ``pos * self.lbase ** (i) *
+    math.pi``, bit for bit; the order of saicm's earlier files, ``t * (pi * b^i)``, stays
+    available for them and is a few float32 steps away at the top levels."""
+    from saicm.video.nerv import PositionalEncoding
+
+    t = torch.arange(600).float() / 600
+    official = torch.stack(
+        [f(t * 1.25**i * math.pi) for i in range(40) for f in (torch.sin, torch.cos)], 1
+    )
+    assert torch.equal(PositionalEncoding(40, 1.25, "interleave", "official")(t), official)
+    earlier = t[:, None] * (math.pi * 1.25 ** torch.arange(40).float())  # saicm's earlier code
+    old = PositionalEncoding(40, 1.25, "concat", "pi_first")(t)
+    assert torch.equal(old, torch.cat([torch.sin(earlier), torch.cos(earlier)], 1))
+    apart = (PositionalEncoding(40, 1.25, "interleave", "pi_first")(t) - official).abs().max()
+    assert 1e-4 < float(apart) < 3e-3  # 2.0e-3: why a file must say which order it learnt
+    assert all(nerv_config(64, 96, size).pe_order == "official" for size in SIZES)

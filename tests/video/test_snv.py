@@ -141,17 +141,26 @@ def test_crafted_headers_are_refused_before_allocating(snv):
 
 
 def test_files_of_the_earlier_presets_still_decode():
-    """Files written before the official presets lack activation, head and PE layout: they are
-    saicm-S networks (GELU, 3x3 head, sines first) and decode as such."""
+    """Files written before the official presets lack activation, head, PE layout and PE order:
+    they are saicm-S networks (GELU, 3x3 head, sines first, ``t * (pi * b^i)``) and decode as
+    such, pixel for pixel as before; the same weights run in the official PE order differ."""
+    import dataclasses
+
     torch.manual_seed(1)
-    net = NeRV(nerv_config(64, 96, "saicm-S"))
+    net = NeRV(dataclasses.replace(nerv_config(64, 96, "saicm-S"), pe_order="pi_first"))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(3)  # busy frames, where the PE order shows
     header, weights = _parts(encode_nerv(net, 4))
-    for key in ("activation", "head_kernel", "pe_layout"):
+    for key in ("activation", "head_kernel", "pe_layout", "pe_order"):
         del header["config"][key]
     stream = read_snv(_craft(header, weights))
-    assert stream.net.config == net.config
+    assert stream.net.config == net.config and stream.net.config.pe_order == "pi_first"
     fresh = read_snv(encode_nerv(net, 4)).net
     assert np.array_equal(decode_frames(stream.net, 4), decode_frames(fresh, 4))
+    header["config"]["pe_order"] = "official"
+    other = read_snv(_craft(header, weights)).net
+    assert not np.array_equal(decode_frames(other, 4), decode_frames(fresh, 4))
 
 
 def test_a_file_larger_than_any_snv_is_not_read(tmp_path):

@@ -115,21 +115,13 @@ def _valid(rec: dict[str, Any], key: dict[str, Any]) -> bool:
 
 
 def _load_gt(annotations: str | Path, images: list[Path]) -> tuple[dict, dict[str, int], list[str]]:
-    """COCO annotations, the image id of each image stem, and the images it lacks."""
-    try:
-        gt = json.loads(Path(annotations).read_text())
-        by_name = {Path(im["file_name"]).name: im["id"] for im in gt["images"]}
-    except FileNotFoundError:
-        raise SaicmError(f"{annotations}: no such annotation file") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SaicmError(f"{annotations}: not a COCO annotation file ({exc})") from None
-    ids, missing = {}, []
-    for p in images:
-        if p.name in by_name:
-            ids[p.stem] = by_name[p.name]
-        else:
-            missing.append(p.name)
-    return gt, ids, missing
+    """COCO annotations, the image id of each image stem, and the images it lacks (matched by
+    whole relative path, an ambiguous base name refused: :func:`saicm.data.coco.match_images`)."""
+    from ..data.coco import load_coco, match_images
+
+    gt = load_coco(annotations)
+    by_path, missing = match_images(gt, images, annotations)
+    return gt, {p.stem: i for p, i in by_path.items()}, [p.name for p in missing]
 
 
 def _run_cell(
@@ -149,6 +141,23 @@ def _run_cell(
         remove_stale_parts(keep)  # a killed run's temporary file (the folder is this run's)
         save_image(decoded, keep)
     return rec
+
+
+def _label_map(gt: dict, task: Task, annotations: str | Path, image_ids: Any) -> Any:
+    """The task's category ids -> the file's, by name (:func:`saicm.data.coco.match_categories`),
+    said once on the console where the numberings differ; None for a task that the file does not
+    score (privacy, panoptic: against the originals)."""
+    if not task.iou_types:
+        return None
+    import warnings
+
+    from ..data.coco import match_categories
+    from ..errors import SaicmWarning
+
+    labels = match_categories(gt, task.categories, task.name, annotations, image_ids)
+    if labels.renumbered:
+        warnings.warn(f"{annotations}: {labels.note}", SaicmWarning, stacklevel=3)
+    return labels
 
 
 _WORKER_TASKS: list[Task] = []
@@ -221,7 +230,8 @@ def evaluate(
     if not ok:
         raise SaicmError(f"none of the images can be read ({next(iter(bad_images.values()))})")
     if annotations is not None:  # a bad annotation file fails before any cell is computed
-        _load_gt(annotations, ok)
+        gt, ids, _ = _load_gt(annotations, ok)
+        labels = {t.name: _label_map(gt, t, annotations, ids.values()) for t in tasks}
 
     jobs: list[tuple[Codec | None, str]] = [(None, ORIGINAL)]
     jobs += [(c, s) for c in codecs for s in c.settings]
@@ -308,6 +318,9 @@ def evaluate(
                 )
         gts = {t.name: gt for t in tasks}
         gt_note = f"COCO annotations {annotations}"
+        notes = sorted({m.note for m in labels.values() if m is not None})
+        if notes:
+            gt_note += f"; {'; '.join(notes)}"
         if not_annotated:
             gt_note += f" ({len(not_annotated)} image(s) without annotations left out)"
             for name in not_annotated:
@@ -353,6 +366,8 @@ def evaluate(
                 for s in used
                 for r in per_image[s]["predictions"].get(t.name, [])
             ]
+            if annotations is not None and labels[t.name] is not None:
+                results = labels[t.name].apply(results)  # in the file's numbering
             for iou in t.iou_types:
                 m = (
                     coco_map(gts[t.name], results, iou, [ids[s] for s in used])

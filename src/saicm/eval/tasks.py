@@ -37,6 +37,12 @@ class Task:
     def predict(self, image: np.ndarray) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    @property
+    def categories(self) -> dict[int, str]:
+        """The label space of :meth:`predict`: category id -> name. Annotation files are matched
+        to it by name (:func:`saicm.data.coco.match_categories`), never by number."""
+        return dict(self.model.categories)
+
     def score(self, original: list[list[dict]], decoded: list[list[dict]]) -> dict[str, float]:
         """Metrics of the decoded images' outputs against the originals' (per image lists)."""
         raise NotImplementedError

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,7 +385,8 @@ class ObjectMasks(MaskSource):
     """Object regions for region learning: the union of every object's mask in the image.
 
     With ``annotations`` (a COCO json) the objects are the annotated ones, matched to images by
-    file name. Without, the bundled COCO SSD-MobileNet-v2 finds them: its boxes are filled, or,
+    their whole relative path (an ambiguous base name is refused). Without, the bundled COCO
+    SSD-MobileNet-v2 finds them: its boxes are filled, or,
     with a SAM ``checkpoint``, each box prompts SAM for the object's mask.
 
     Arguments:
@@ -405,7 +405,7 @@ class ObjectMasks(MaskSource):
     def __post_init__(self) -> None:
         self.name = "objects"
         self._coco = None
-        self._by_name: dict[str, int] = {}
+        self._index = None
         self._detector = None
         self._predictor = None
         self._model_sha256: str | None = None
@@ -413,25 +413,29 @@ class ObjectMasks(MaskSource):
     def _load_coco(self) -> None:
         from pycocotools.coco import COCO
 
+        from ..data.coco import ImageIndex, load_coco
+
         path = Path(self.annotations or "")
         if not path.is_file():
             raise SaicmError(f"{path}: no such annotation file")
+        dataset = load_coco(path)
         try:
-            with open(path) as f:
-                dataset = json.load(f)
             coco = COCO()
             coco.dataset = dataset
             coco.createIndex()
         except (ValueError, KeyError, TypeError) as exc:
             raise SaicmError(f"{path}: not a COCO annotation file ({exc})") from None
         self._coco = coco
-        self._by_name = {Path(im["file_name"]).name: im["id"] for im in coco.dataset["images"]}
+        self._index = ImageIndex(dataset, path)
 
     def _from_annotations(self, image: np.ndarray, path: Path | None) -> MaskResult:
-        name = path.name if path is not None else ""
-        if name not in self._by_name:
-            raise SaicmError(f"{name or 'image'}: not in {self.annotations}")
-        anns = self._coco.loadAnns(self._coco.getAnnIds(imgIds=[self._by_name[name]]))
+        """The annotated objects of the entry whose whole relative path ends ``path`` (an
+        ambiguous base name is refused: :class:`saicm.data.coco.ImageIndex`)."""
+        image_id = self._index.id_of(path) if path is not None else None
+        if image_id is None:
+            raise SaicmError(f"{path.name if path else 'image'}: not in {self.annotations}")
+        name = path.name
+        anns = self._coco.loadAnns(self._coco.getAnnIds(imgIds=[image_id]))
         labels = np.zeros(image.shape[:2], np.int32)
         for i, ann in enumerate(sorted(anns, key=lambda a: -a.get("area", 0)), start=1):
             m = self._coco.annToMask(ann).astype(bool)

@@ -152,6 +152,8 @@ class SSDMobileNetV2:
 
     name = "ssd-mobilenet-v2"
     iou_type = "bbox"
+    #: the label space of its outputs: COCO's category ids (1..90 with gaps) and names
+    categories: dict[int, str] = COCO_NAMES
 
     def __init__(self, min_score: float = 0.05, input_size: int = 300) -> None:
         import cv2
@@ -261,6 +263,8 @@ class TorchvisionDetector:
         self.name = arch
         self.min_score = min_score
         self.iou_type = "segm" if "mask" in arch else "bbox"
+        #: the label space of its outputs: built with 91 classes, COCO's numbering and names
+        self.categories: dict[int, str] = COCO_NAMES
 
     def __call__(self, image: np.ndarray) -> list[Detection]:
         return [d for d, _ in self.predict_with_masks(image)]
@@ -340,6 +344,12 @@ class UltralyticsDetector:
             first = first.replace("ERROR ❌️ ", "").strip()
             raise ModelError(f"{weights}: not an ultralytics YOLO model ({first})") from None
         self.coco = len(self.net.names) == 80  # the COCO-trained models
+        #: the label space of its outputs: category id (as :meth:`__call__` numbers them) ->
+        #: the model's own class name, which ground truth is matched to
+        self.categories: dict[int, str] = {
+            (COCO80_TO_91[int(i)] if self.coco else int(i) + 1): str(n)
+            for i, n in dict(self.net.names).items()
+        }
         self.name = f"yolo:{Path(weights).name}"
         self.min_score = min_score
         self.device = device

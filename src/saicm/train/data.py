@@ -75,6 +75,14 @@ class MaskedImageFolder(Dataset):
         self.mask_fraction = float("nan")
         self.empty_masks: list[Path] = []
         if masks is not None:
+            stems: dict[str, Path] = {}
+            for f in self.files:  # a.png and a.jpg would both learn the mask a.png
+                if f.stem in stems:
+                    raise SaicmError(
+                        f"{f} and {stems[f.stem].name} would share the mask {f.stem}.png: "
+                        "keep one of them in the training folder"
+                    )
+                stems[f.stem] = f
             self.masks = [self._mask_for(f, Path(masks)) for f in self.files]
             self.mask_fraction, self.empty_masks = check_masks(self.masks, allow_empty)
 

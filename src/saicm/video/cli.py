@@ -166,7 +166,6 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json
 
     from .evaluate import ANCHORS, evaluate_video, write_video_report
     from .frames import parse_size, read_clip
@@ -200,12 +199,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     clip = read_clip(args.video, parse_size(args.frame_size), args.max_frames, args.frame_step)
     annotations = None
     if args.annotations:
-        try:
-            annotations = json.loads(Path(args.annotations).read_text())
-        except (OSError, ValueError) as exc:
-            raise SaicmError(f"{args.annotations}: not a COCO annotation file ({exc})") from None
+        from ..data.coco import load_coco
+
+        annotations = load_coco(args.annotations)
     points = evaluate_video(
-        clip.frames, streams, anchors, clip.fps or 30.0, annotations, detect=not args.no_detect
+        clip.frames,
+        streams,
+        anchors,
+        clip.fps or 30.0,
+        annotations,
+        detect=not args.no_detect,
+        frame_ids=[1 + k * args.frame_step for k in range(len(clip.frames))],
+        source=args.annotations or "",
     )
     files = write_video_report(points, args.output, Path(args.video).stem)
     print(files["md"].read_text())
@@ -259,7 +264,12 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--frame-step", type=int_range(1, 10_000), default=1, help="as in training"
     )
-    ev.add_argument("--annotations", default=None, help="COCO json, image id = frame number")
+    ev.add_argument(
+        "--annotations",
+        default=None,
+        help="COCO json; image id = the frame's number in the video (1-based, before "
+        "--frame-step); categories matched to the detector's by name",
+    )
     ev.add_argument("--no-detect", action="store_true", help="rate and PSNR only")
     ev.add_argument("-o", "--output", required=True, help="report folder")
     _overwrite_flag(ev, "replace report files that saicm did not write")

@@ -97,6 +97,8 @@ def evaluate_video(
     annotations: dict[str, Any] | None = None,
     detect: bool = True,
     progress: bool = True,
+    frame_ids: Sequence[int] | None = None,
+    source: str = "the annotations",
 ) -> list[VideoPoint]:
     """Score ``.snv`` files (label -> file) and anchors (codec, QP) on the ``original`` clip.
 
@@ -104,9 +106,18 @@ def evaluate_video(
         original: the clip the files code, ``(T, H, W, 3)`` uint8.
         streams: label -> ``.snv`` file.
         anchors: ``(hevc|vvc, qp)`` pairs.
-        annotations: COCO dataset whose image ids are frame numbers (1-based); None for pseudo
-            ground truth from the original frames.
+        annotations: COCO dataset whose image ids are frame numbers (``frame_ids``); None for
+            pseudo ground truth from the original frames. Its categories are matched to the
+            detector's by name (:func:`saicm.data.coco.match_categories`).
         detect: run the detector (mAP); off for a quick rate-PSNR table.
+        frame_ids: the annotation image id of each frame of ``original``: its number in the
+            source video, 1-based (``1 + k * step`` for every ``step``-th frame); default
+            ``1..T``.
+        source: the annotation file's name, for messages.
+
+    Raises:
+        SaicmError: a file that codes other frames; annotations of none of the frames, drawn
+            on frames of another size, or of categories the detector does not know.
     """
     from tqdm import tqdm
 
@@ -128,15 +139,19 @@ def evaluate_video(
         frames, nbytes, seconds = code_video(original, codec, qp, fps)
         coded.append((codec, str(qp), frames, nbytes, seconds))
 
-    detector = None
+    detector = labels = None
     if detect:
         from ..eval.tasks import create_task
 
         detector = create_task("detection")
-        ids = list(range(1, t + 1))
+        ids = list(range(1, t + 1)) if frame_ids is None else [int(i) for i in frame_ids]
+        if len(ids) != t:
+            raise SaicmError(f"{len(ids)} frame numbers for {t} frames")
         if annotations is None:
             preds = {i: detector.predict(f) for i, f in zip(ids, original, strict=True)}
             annotations = pseudo_ground_truth(preds, {i: (h, w) for i in ids})
+        else:
+            labels, ids = _check_annotations(annotations, ids, (h, w), detector, source)
     points = []
     for label, setting, frames, nbytes, seconds in tqdm(
         coded, disable=not progress, desc="video eval", unit="version"
@@ -147,12 +162,55 @@ def evaluate_video(
         if detector is not None and annotations is not None:
             results = [
                 {**p, "image_id": i}
-                for i, f in zip(range(1, t + 1), frames, strict=True)
+                for i, f in zip(ids, frames, strict=True)
+                if i is not None
                 for p in detector.predict(f)
             ]
-            point.metrics = coco_map(annotations, results)
+            if labels is not None:
+                results = labels.apply(results)  # in the file's category numbering
+            point.metrics = coco_map(annotations, results, image_ids=[i for i in ids if i])
         points.append(point)
     return points
+
+
+def _check_annotations(
+    annotations: dict[str, Any],
+    ids: list[int],
+    size: tuple[int, int],
+    detector: Any,
+    source: str,
+) -> tuple[Any, list[int | None]]:
+    """The detector's labels in the file's numbering, and each frame's image id (None for a
+    frame the file does not list: left out of the mAP, as every frame would count as missed).
+
+    Raises:
+        SaicmError: the file lists none of the frames, lists a frame at another size than the
+            frames read (``--frame-size`` scales them), or names categories the detector lacks.
+    """
+    import warnings
+
+    from ..data.coco import match_categories
+    from ..errors import SaicmWarning
+
+    listed = {im["id"]: im for im in annotations["images"]}
+    mine = [i if i in listed else None for i in ids]
+    if not any(mine):
+        raise SaicmError(
+            f"{source}: lists none of the {len(ids)} frames read (image ids are frame numbers "
+            f"in the source video, 1-based: {ids[0]}..{ids[-1]})"
+        )
+    h, w = size
+    for i in (i for i in mine if i is not None):
+        want = (listed[i].get("height"), listed[i].get("width"))
+        if None not in want and tuple(want) != (h, w):
+            raise SaicmError(
+                f"{source}: frame {i} is annotated as {want[1]}x{want[0]}, the frames read are "
+                f"{w}x{h} (give the --frame-size the annotations were drawn at)"
+            )
+    labels = match_categories(annotations, detector.categories, "detection", source, ids)
+    if labels.renumbered:
+        warnings.warn(f"{source}: {labels.note}", SaicmWarning, stacklevel=3)
+    return labels, mine
 
 
 def write_video_report(points: list[VideoPoint], out: str | Path, title: str) -> dict[str, Path]:

@@ -26,7 +26,7 @@ from .nerv import MAX_PIXELS, MAX_SIDE
 #: Frames a clip may have (the ``.snv`` limit, saicm.video.bitstream.MAX_FRAMES).
 MAX_FRAMES = 100_000
 
-__all__ = ["Clip", "parse_size", "read_clip", "write_clip"]
+__all__ = ["Clip", "frame_times", "parse_size", "read_clip", "write_clip"]
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".m4v", ".mpg", ".mpeg")
 _FRAME = re.compile(r"frame_\d{5}\.png")
@@ -145,17 +145,24 @@ def read_clip(
 def _read_video(
     path: Path, size: tuple[int, int] | None, max_frames: int | None, step: int
 ) -> tuple[list[np.ndarray], float]:
+    """The frames a video file holds, as they are (``-fps_mode passthrough``: ffmpeg neither
+    repeats nor drops a frame to reach a constant rate), and the rate of the kept frames
+    (:func:`_kept_rate`: the file's own for a constant rate, divided by ``step``)."""
     import imageio_ffmpeg
 
     try:
-        gen = imageio_ffmpeg.read_frames(str(path))
+        gen = imageio_ffmpeg.read_frames(
+            str(path), output_params=["-map", "0:v:0", "-fps_mode", "passthrough"]
+        )
         meta = next(gen)
         w, h = meta["size"]
         if size is None and (w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS):
             gen.close()
             raise SaicmError(f"{path}: frames of {w}x{h} exceed NeRV's limit: give --frame-size")
         frames = []
+        read = 0  # frames of the file decoded (kept or not)
         for i, raw in enumerate(gen):
+            read = i + 1
             if i % step:
                 continue
             frames.append(_fit(np.frombuffer(raw, np.uint8).reshape(h, w, 3), size))
@@ -168,7 +175,82 @@ def _read_video(
     except (OSError, RuntimeError, StopIteration, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SaicmError(f"{path}: not a readable video ({first[:200]})") from None
-    return frames, float(meta.get("fps") or 0.0)
+    return frames, _kept_rate(path, float(meta.get("fps") or 0.0), len(frames), read, step)
+
+
+def frame_times(path: str | os.PathLike[str]) -> tuple[np.ndarray, float] | None:
+    """Presentation times (seconds, from the first frame, in display order) of the frames of
+    a video file's first video stream, and the last frame's duration (0 where the file does not
+    say); None where the container gives no time for some frame.
+
+    Read from the packets (``ffmpeg -c copy -f framecrc``): nothing is decoded."""
+    from ..eval.codecs import ffmpeg_exe
+
+    cmd = [ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+           "-f", "framecrc", "-"]  # fmt: skip
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=600).stdout.decode(errors="replace")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    tb = None
+    pts, durations = [], []
+    for line in out.splitlines():
+        if line.startswith("#tb 0:"):
+            num, _, den = line.split(":", 1)[1].strip().partition("/")
+            tb = int(num) / int(den) if num.isdigit() and den.isdigit() and int(den) else None
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if line.startswith("#") or len(fields) < 5 or fields[0] != "0":
+            continue
+        try:
+            pts.append(int(fields[2]))
+            durations.append(int(fields[3]))
+        except ValueError:  # NOPTS: no time for this frame
+            return None
+    if tb is None or not pts:
+        return None
+    order = np.argsort(pts, kind="stable")
+    times = (np.asarray(pts, np.float64)[order] - min(pts)) * tb
+    return times, max(durations[int(order[-1])], 0) * tb
+
+
+def _kept_rate(path: Path, fps: float, kept: int, read: int, step: int) -> float:
+    """Frames per second of the ``kept`` frames (every ``step``-th of the first ``read``) so
+    that, written back at that constant rate, they last as long as they did in the file.
+
+    A constant-rate file: its rate divided by ``step``. A variable-rate file (its frames'
+    times not evenly spaced): saicm keeps the real frames, never repeats or drops one, and
+    their rate is their average, ``kept / seconds they span``; a :class:`SaicmWarning` says so
+    (every video command reads clips here, so training, coding, decoding and evaluation all
+    see the same frames and the same rate).
+    """
+    import warnings
+
+    from ..errors import SaicmWarning
+
+    timed = frame_times(path)
+    if timed is None or len(timed[0]) < read or read < 2:
+        return fps / step if fps else 0.0
+    times, last = timed
+    gaps = np.diff(times[:read]) if read <= len(times) else np.diff(times)
+    tick = float(np.min(gaps[gaps > 0])) if (gaps > 0).any() else 0.0
+    spread = float(gaps.max() - gaps.min())
+    # a constant rate in a coarse time base (29.97 fps in ms: 33 and 34 ms) is not variable
+    if spread <= max(0.0015, 0.02 * float(np.median(gaps))) or tick == 0.0:
+        return fps / step if fps else (1.0 / float(np.median(gaps)) / step if tick else 0.0)
+    end_index = (kept - 1) * step + step  # the frame after the last one kept stands for
+    end = times[end_index] if end_index < len(times) else times[-1] + (last or np.median(gaps))
+    seconds = float(end - times[0])
+    rate = kept / seconds
+    warnings.warn(
+        f"{path}: variable frame rate (frames {gaps.min():.3f} to {gaps.max():.3f} s apart): "
+        f"saicm keeps the {kept} real frames, none repeated or dropped, and writes them back at "
+        f"their average rate, {rate:.4g} fps, over the same {seconds:.2f} s (each frame's own "
+        "time is evened out)",
+        SaicmWarning,
+        stacklevel=4,
+    )
+    return rate
 
 
 def write_clip(

@@ -4,11 +4,15 @@ NeurIPS 2021; official code ``haochen-rye/NeRV``, ``model_nerv.py``).
 Input: the frame index ``t`` (as ``t / T``), positionally encoded with ``l`` levels of base
 ``b``: ``gamma(t) = (sin(b^0 pi t), cos(b^0 pi t), ..., sin(b^(l-1) pi t), cos(b^(l-1) pi t))``
 (NeRV's Eq. 2, sin/cos interleaved as in the official code; saicm's earlier presets put all sines
-first). An MLP stem maps it to a small feature map (``C0 x H/P x W/P``), and NeRV blocks (3x3 conv
-to ``C * s^2`` channels, PixelShuffle(s), activation) upsample it by their strides ``s``
-(product ``P``) to the frame; a head (1x1 in NeRV, 3x3 in saicm's earlier presets) gives RGB
-through ``(tanh + 1) / 2``. The strides are chosen from the frame size (the official 720p model:
-5, 2, 2, 2, 2 on a 9x16 map).
+first). The argument is computed in the official code's float32 order, ``(t * b^i) * pi``
+(``pe_order="official"``); files trained before saicm followed it multiplied ``t * (pi * b^i)``
+(``pe_order="pi_first"``: arguments up to 2.0e-3 apart at the top levels for 600 frames, 40
+levels of base 1.25; tests/video/test_nerv_presets.py) and keep that order, so they decode
+exactly as they did. An MLP stem maps it to a small feature map (``C0 x H/P x W/P``), and NeRV
+blocks (3x3 conv to ``C * s^2`` channels, PixelShuffle(s), activation) upsample it by their
+strides ``s`` (product ``P``) to the frame; a head (1x1 in NeRV, 3x3 in saicm's earlier presets)
+gives RGB through ``(tanh + 1) / 2``. The strides are chosen from the frame size (the official
+720p model: 5, 2, 2, 2, 2 on a 9x16 map).
 
 Presets (:data:`SIZES`): ``S``, ``M``, ``L`` are the official NeRV-S/M/L of the NeRV README
 (stem 512, map channels 26 / 58 / 112, block widths ``max(C // 2, 96)`` after the first, swish,
@@ -63,6 +67,10 @@ MAX_ACTIVATION = 2**29
 
 ACTIVATIONS = {"gelu": nn.GELU, "swish": nn.SiLU}
 PE_LAYOUTS = ("interleave", "concat")
+#: How the positional encoding's argument is multiplied out in float32: ``official``
+#: ``(t * b^i) * pi`` (haochen-rye/NeRV, ``model_nerv.py``), ``pi_first`` ``t * (pi * b^i)``
+#: (saicm's files before it followed the official order; the default of a config without it).
+PE_ORDERS = ("official", "pi_first")
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,11 @@ class NeRVConfig:
         activation: ``swish`` (NeRV's runs) or ``gelu``.
         head_kernel: 1 (NeRV) or 3: kernel of the RGB head.
         pe_layout: ``interleave`` (NeRV: sin, cos of each level) or ``concat`` (all sines first).
+        pe_order: ``official`` (``(t * b^i) * pi``, every preset now) or ``pi_first``
+            (``t * (pi * b^i)``): :data:`PE_ORDERS`. A network is trained with one order and
+            must be run with it: a frame's input moves by up to 2.0e-3 between the two.
 
-    The defaults of the last three are those of saicm's earlier files, which lack the fields.
+    The defaults of the last four are those of saicm's earlier files, which lack the fields.
     """
 
     height: int
@@ -96,6 +107,7 @@ class NeRVConfig:
     activation: str = "gelu"
     head_kernel: int = 3
     pe_layout: str = "concat"
+    pe_order: str = "pi_first"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "strides": list(self.strides)}
@@ -152,6 +164,8 @@ class NeRVConfig:
             raise SaicmError(f"NeRV activation {self.activation!r}: {', '.join(ACTIVATIONS)}")
         if self.pe_layout not in PE_LAYOUTS:
             raise SaicmError(f"NeRV pe_layout {self.pe_layout!r}: {', '.join(PE_LAYOUTS)}")
+        if self.pe_order not in PE_ORDERS:
+            raise SaicmError(f"NeRV pe_order {self.pe_order!r}: {', '.join(PE_ORDERS)}")
         scale = math.prod(self.strides)
         if self.height % scale or self.width % scale:
             raise SaicmError(f"strides {self.strides} do not divide {self.width}x{self.height}")
@@ -198,7 +212,7 @@ def activation_elements(c: NeRVConfig) -> int:
 
 
 #: Presets: stem hidden width, stem channels, first block width, width floor, PE levels,
-#: activation, head kernel, PE layout.
+#: activation, head kernel, PE layout (every preset: the official PE order).
 SIZES: dict[str, tuple[int, int, int, int, int, str, int, str]] = {
     "S": (512, 26, 26, 96, 40, "swish", 1, "interleave"),  # NeRV-S (README: fc_hw_dim 9_16_26)
     "M": (512, 58, 58, 96, 40, "swish", 1, "interleave"),  # NeRV-M (9_16_58)
@@ -239,22 +253,38 @@ def nerv_config(height: int, width: int, size: str = "S") -> NeRVConfig:
     stem_dim, stem_ch, ch, floor, levels, act, head, layout = SIZES[size]
     config = NeRVConfig(
         height, width, choose_strides(height, width), stem_dim, stem_ch, ch, floor, levels,
-        1.25, act, head, layout,
+        1.25, act, head, layout, "official",
     )  # fmt: skip
     config.validate()
     return config
 
 
 class PositionalEncoding(nn.Module):
-    """``t`` of shape ``(B,)`` -> ``(B, 2 * levels)``: sin/cos of ``base^i * pi * t``."""
+    """``t`` of shape ``(B,)`` -> ``(B, 2 * levels)``: sin/cos of ``base^i * pi * t``.
 
-    def __init__(self, levels: int, base: float, layout: str = "interleave") -> None:
+    Arguments:
+        levels, base: ``l`` and ``b``.
+        layout: ``interleave`` (sin, cos of each level) or ``concat`` (all sines first).
+        order: ``official``: ``(t * b^i) * pi`` in float32, ``b^i`` a double rounded to float32,
+            as the official ``pos * self.lbase ** (i) * math.pi``; ``pi_first``:
+            ``t * (pi * b^i)``, ``b^i`` computed in float32 (saicm's earlier files).
+    """
+
+    def __init__(
+        self, levels: int, base: float, layout: str = "interleave", order: str = "official"
+    ) -> None:
         super().__init__()
-        self.layout = layout
-        self.register_buffer("freqs", math.pi * base ** torch.arange(levels).float(), False)
+        self.layout, self.order = layout, order
+        if order == "official":
+            scales = torch.tensor([base**i for i in range(levels)], dtype=torch.float64).float()
+        else:
+            scales = math.pi * base ** torch.arange(levels).float()
+        self.register_buffer("freqs", scales, False)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         x = t[:, None] * self.freqs
+        if self.order == "official":
+            x = x * math.pi  # after the scale, as the official code multiplies
         if self.layout == "interleave":
             return torch.stack([torch.sin(x), torch.cos(x)], dim=2).flatten(1)
         return torch.cat([torch.sin(x), torch.cos(x)], dim=1)
@@ -283,7 +313,7 @@ class NeRV(nn.Module):
         self.config = c = config
         scale = math.prod(c.strides)
         self.map_size = (c.height // scale, c.width // scale)
-        self.pe = PositionalEncoding(c.pe_levels, c.pe_base, c.pe_layout)
+        self.pe = PositionalEncoding(c.pe_levels, c.pe_base, c.pe_layout, c.pe_order)
         act = ACTIVATIONS[c.activation]
         self.stem = nn.Sequential(
             nn.Linear(2 * c.pe_levels, c.stem_dim),

@@ -181,6 +181,11 @@ def _apply_masks(net: torch.nn.Module, masks: dict[str, torch.Tensor]) -> None:
 _FRAME = re.compile(r"frame_\d{5}\.png")
 
 
+#: Version of how frames are read from a source (2: a video file's real frames, never repeated
+#: to reach a constant rate, at the kept frames' own rate: :func:`saicm.video.frames.read_clip`).
+FRAMES_READER = 2
+
+
 def _source_key(cfg: VideoTrainConfig) -> str:
     """SHA-256 of what identifies the source cheaply: its resolved path, the size and
     modification time of the file (or of each image in the folder), and the frame selection."""
@@ -194,7 +199,9 @@ def _source_key(cfg: VideoTrainConfig) -> str:
     else:
         st = path.stat()
         stats = [(path.name, st.st_size, st.st_mtime_ns)]
-    key = [str(path), stats, cfg.frame_size, cfg.max_frames, cfg.frame_step]
+    # FRAMES_READER: a cache made by an older reader (a variable-rate clip read with repeated
+    # frames) is checked against the source again, and refused if its frames differ
+    key = [str(path), stats, cfg.frame_size, cfg.max_frames, cfg.frame_step, FRAMES_READER]
     return hashlib.sha256(repr(key).encode()).hexdigest()
 
 
@@ -425,11 +432,16 @@ def _train_video(
 
     torch.manual_seed(cfg.seed)
     config = nerv_config(h, w, cfg.size)
+    old = ckpt["nerv"] if ckpt is not None else None
+    if isinstance(old, dict) and "pe_order" not in old:  # a run started before the official PE
+        old = {**old, "pe_order": "pi_first"}  # order was followed: it goes on in its own order
+        if {**old, "pe_order": config.pe_order} == config.to_dict():
+            config = NeRVConfig.from_dict(old)
     net = NeRV(config).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     epoch, keep = 0, None
     if ckpt is not None:
-        if ckpt["nerv"] != config.to_dict():
+        if old != config.to_dict():
             raise SaicmError(
                 f"{ckpt_path}: its network ({ckpt['nerv']}) is not the {cfg.size} preset for "
                 f"{w}x{h} frames of this saicm: start a new run folder"
