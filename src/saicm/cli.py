@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import SaicmError
-from .eval.metrics import MIN_OVERLAP
+from .eval import MIN_OVERLAP  # light: the package __init__, no numpy
 from .utils.options import finite_float, fraction, int_range, positive_int
 
 __all__ = ["main"]
@@ -461,6 +461,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     for message in result["bad_images"].values():
         _say_error(message)
+    import json
+
+    from .eval.report import console_table
+
+    print(f"{len(result['images'])} image(s); ground truth: {result['ground_truth']}")
+    print(console_table(result["points"], json.loads(files["json"].read_text())["bd_rate"]))
     print(f"report: {files['html']}")
     return EXIT_FAILED if problems or result["bad_images"] or failed_tasks else 0
 

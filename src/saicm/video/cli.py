@@ -20,7 +20,7 @@ _EPOCHS = int_range(1, 100_000)
 
 
 def _frame_size(text: str) -> str:
-    from .frames import parse_size
+    from .presets import parse_size
 
     try:
         parse_size(text)
@@ -30,13 +30,13 @@ def _frame_size(text: str) -> str:
 
 
 def _size(text: str) -> str:
-    from .nerv import SIZES
+    from .presets import SIZES
 
     return choice(*SIZES)(text)
 
 
 def _max_frames(text: str) -> int:
-    from .bitstream import MAX_FRAMES
+    from .presets import MAX_FRAMES
 
     return int_range(1, MAX_FRAMES)(text)
 
