@@ -177,7 +177,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .codec import DEFAULT_MODEL, get_architecture, installed_models, list_models
+    from .codec import DEFAULT_MODEL, get_architecture, installed_models, list_architectures
 
     if getattr(args, "models_command", None) == "import":
         from .codec.zoo import import_checkpoint
@@ -195,7 +195,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
 
     print("architectures (saicm.create_model):")
-    for name in list_models():
+    for name in list_architectures():
         print(f"  {name:<16} {get_architecture(name).description}")
     print("installed models (saicm encode --model NAME):")
     models = installed_models()
@@ -474,6 +474,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from .data.offline import build_offline_corpus
 
+    print(
+        f"saicm: building {args.output} from the photos and videos of installed packages "
+        "(about a minute)",
+        file=sys.stderr,
+    )
     counts = build_offline_corpus(
         args.output,
         max_side=args.max_side,
@@ -481,6 +486,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         val_frame_step=args.val_frame_step,
         added=not args.first_corpus,
+        log=lambda line: print(f"saicm: {line}", file=sys.stderr, flush=True),
     )
     print(f"{args.output}: {counts['train']} training and {counts['val']} validation images")
     return 0
