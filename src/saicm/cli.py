@@ -351,6 +351,16 @@ TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the config file
 
 _OPEN_FRACTION = finite_float(0, 1, lo_open=True, hi_open=True)
 
+#: ``saicm eval --task`` names and what each runs (saicm.eval.tasks.TASKS, which a test checks
+#: against this list: the parser must not import the tasks, which import torch)
+EVAL_TASKS = {
+    "detection": "COCO boxes (bundled SSD-MobileNet-v2; --detector-arch yolo or a torchvision "
+    "builder with --detector-weights)",
+    "instance": "COCO boxes and masks (torchvision Mask R-CNN, --detector-weights)",
+    "privacy": "faces found (MTCNN) and identities kept (dlib), against the originals",
+    "panoptic": "panoptic quality against the original's segmentation (--panoptic-model)",
+}
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig
@@ -664,14 +674,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="extend",
         required=True,
         metavar="SPEC",
-        help="NAME or NAME:S1,S2: jpeg webp avif jpeg2000 jxl hevc vvc png saicm "
-        "(saicm:MODEL1,MODEL2), or a model file / folder of models",
+        help="each SPEC is one curve: NAME (its default settings) or NAME:S1,S2,... with NAME "
+        "one of jpeg webp avif jpeg2000 (Pillow: quality, or ratio for jpeg2000), jxl (distance), "
+        "hevc vvc (QP), png (lossless), saicm (installed models or model files: "
+        "saicm:MODEL1,MODEL2; MODEL@LAMBDA for a variable-rate model; saicm alone: the shipped "
+        "SA-ICM models, four rates); an installed model's name (one point); a family name "
+        "(sa-icm-mbt-hed, mse-mbt, region-mbt: all installed NAME-<lambda> models, one curve); "
+        "a variable-rate model (its whole range, one curve); a model file or a folder of model "
+        "files; LABEL=SPEC names the curve (mine=runs/mine/model.pt). Cached cells are reused "
+        "whatever the label",
     )
     ev.add_argument(
         "--task",
         nargs="+",
         default=["detection"],
-        help="detection (bundled SSD) and/or instance (torchvision Mask R-CNN)",
+        metavar="TASK",
+        help="one or more of: " + "; ".join(f"{k}: {v}" for k, v in EVAL_TASKS.items())
+        + " (default detection)",
     )
     ev.add_argument("--detector-weights", default=None, help="weights for the instance task")
     ev.add_argument("--detector-arch", default=None, help="torchvision detector builder")
