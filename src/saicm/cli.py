@@ -72,6 +72,25 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+#: What an interrupted command keeps and how to continue it (set by a command before its long
+#: work; :func:`main` prints it after Ctrl-C or SIGTERM).
+_ON_INTERRUPT: list[Callable[[], str]] = []
+
+
+def on_interrupt(hint: Callable[[], str]) -> None:
+    """Say ``hint()`` (what survives, how to continue) if the command is interrupted."""
+    _ON_INTERRUPT[:] = [hint]
+
+
+def _interrupted(what: str) -> str:
+    """``what`` (interrupted, terminated) with the command's hint, if it gave one."""
+    try:
+        hint = _ON_INTERRUPT[0]() if _ON_INTERRUPT else ""
+    except Exception:  # the hint must never hide the interruption itself
+        hint = ""
+    return f"{what}: {hint}" if hint else what
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     # warnings.showwarning's signature; saicm's warnings are one line for a user
     text = f"saicm: warning: {_one_line(str(message))}"
@@ -299,6 +318,9 @@ def cmd_masks(args: argparse.Namespace) -> int:
         if not 0 <= i < n:
             raise SaicmError(f"--shard {args.shard}: expected i/n with 0 <= i < n, e.g. 0/4")
         shard = (i, n)
+    on_interrupt(
+        lambda: f"the finished masks are kept in {args.output}; the same command skips them"
+    )
     summary = build_masks(args.images, args.output, source, shard=shard, overwrite=args.overwrite)
     for line in summary.lines():
         print(line)
@@ -377,6 +399,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig()
     cfg = cfg.override({k: getattr(args, k) for k in TRAIN_OPTIONS}, source="command line")
     cfg.validate()  # every setting, before any work
+
+    def kept() -> str:
+        from .train.loop import CHECKPOINT
+
+        if not (out / CHECKPOINT).exists():
+            return f"no checkpoint was written yet, so {out} is not kept; run the command again"
+        return (
+            f"{out / CHECKPOINT} keeps the run as of its last checkpoint (every "
+            f"{cfg.checkpoint_every} steps); `saicm train -o {out} --resume` continues it"
+        )
+
+    on_interrupt(kept)
     model = _train_locked(cfg, out, args)
     if model is not None:
         print(f"exported {model.name} -> {model.path}")
@@ -449,6 +483,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     images = find_images(args.images)
     if args.max_images:
         images = images[: args.max_images]
+    on_interrupt(
+        lambda: f"the finished cells are kept in {out / 'cells'}; the same command continues "
+        "from them"
+    )
     with folder_lock(out):
         result = evaluate(
             images,
@@ -765,6 +803,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     args = build_parser().parse_args(argv)
+    _ON_INTERRUPT.clear()
     previous = _terminate_as_interrupt()
     try:
         return args.func(args)
@@ -772,10 +811,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say_error(str(exc), exc)
         return EXIT_FAILED
     except _Terminated:
-        _say_error("terminated")
+        _say_error(_interrupted("terminated"))
         return 143
     except KeyboardInterrupt:
-        _say_error("interrupted")
+        _say_error(_interrupted("interrupted"))
         return 130
     except Exception as exc:  # OSError: a path that cannot be read or written, named
         import os

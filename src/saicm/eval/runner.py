@@ -211,7 +211,7 @@ def evaluate(
         bootstrap: image sets drawn with replacement (seeded, the same for every point) on which
             each COCO mAP is computed again, for intervals of the BD-rates; 0: none.
     """
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     out = Path(out)
     if not images:
@@ -299,7 +299,7 @@ def evaluate(
         for key in keys[1:]:
             cells[key].update({s: r for s, r in cells[keys[0]].items() if s not in cells[key]})
 
-    bar = tqdm(total=len(todo), disable=not progress, unit="cell", desc="eval")
+    bar = progress_bar(len(todo), "eval", "cell", disable=not progress)  # plain lines off a tty
     if workers > 1 and len(todo) > 1:
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context

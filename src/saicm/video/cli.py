@@ -91,6 +91,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = cfg.override(values, source=str(saved))
     values = {"video": args.video, **{k: getattr(args, k) for k in TRAIN_OPTIONS}}
     cfg = cfg.override(values, source="command line")
+    from ..cli import on_interrupt
+
+    on_interrupt(
+        lambda: f"{out} keeps the run as of its last checkpoint (every {cfg.checkpoint_every} "
+        f"epochs, if one was written); `saicm video train {args.video} -o {out} --resume` "
+        "continues it"
+    )
     model = train_video(cfg, out, resume=args.resume, stop_after=args.stop_after)
     if model is not None:
         print(f"trained {cfg.loss} ({cfg.size}) -> {model}")

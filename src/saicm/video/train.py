@@ -46,6 +46,8 @@ import yaml
 from ..errors import SaicmError
 from ..utils.io import atomic_path, read_weights_file
 from ..utils.options import OptionError, check, choice, finite_float, int_range
+from ..utils.progress import progress as progress_bar
+from ..utils.progress import say
 from ..utils.runs import RunLogs, dist_env
 from ..utils.settings import Settings
 from .bitstream import MAX_FRAMES
@@ -244,6 +246,7 @@ def _read_source(cfg: VideoTrainConfig, out: Path) -> Clip:
     (``clip.source`` unset: not cached yet)."""
     cached = _read_cache(out)
     if cached is None:
+        say(f"reading the frames of {cfg.video}")
         clip = read_clip(cfg.video, parse_size(cfg.frame_size), cfg.max_frames, cfg.frame_step)
         clip.source = None
         return clip
@@ -272,6 +275,7 @@ def _prepare_frames(
         with contextlib.suppress(FileNotFoundError):
             (out / CLIP).unlink()
         _clear_stale_frames(frames_dir)
+        say(f"caching {len(clip.frames)} frames in {frames_dir}")
         write_clip(clip.frames, frames_dir)
         meta = {
             "frames": len(clip.frames),
@@ -292,6 +296,7 @@ def _prepare_frames(
     from ..masks.sources import create_source
 
     mask_dir = out / "masks"
+    say(f"edge masks ({cfg.mask_source}) of {len(clip.frames)} frames into {mask_dir}")
     summary = build_masks([frames_dir], mask_dir, create_source(cfg.mask_source), progress=False)
     if summary.failures:
         name, why = next(iter(summary.failures.items()))
@@ -374,8 +379,6 @@ def train_video(
     ``stop_after``: checkpoint and return None after this epoch (a time-boxed session); the
     run goes on with ``resume`` as if it had never stopped.
     """
-    from tqdm import tqdm
-
     out = Path(out)
     rank, world, local_rank = dist_env()
     cfg.validate(world)
@@ -449,12 +452,12 @@ def train_video(
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
 
-    bar = tqdm(
-        total=cfg.total_epochs,
+    bar = progress_bar(  # plain lines when stderr is not a terminal
+        cfg.total_epochs,
+        f"{cfg.loss} {cfg.size}",
+        "epoch",
         initial=epoch,
         disable=not progress or rank != 0,
-        desc=f"{cfg.loss} {cfg.size}",
-        unit="epoch",
     )
     while epoch < cfg.total_epochs:
         if cfg.prune > 0 and epoch >= cfg.epochs and keep is None:
