@@ -435,3 +435,26 @@ def test_eval_help_lists_every_codec_form_and_task():
         assert f" {name}" in text, name
     for form in ("NAME:S1,S2", "LABEL=SPEC", "MODEL@LAMBDA", "family name", "folder of model"):
         assert form in text, form
+
+
+def test_decoding_a_trained_runs_file_says_how_to_find_its_model(
+    tmp_path, images, tiny_model, monkeypatch, capsys
+):
+    # saicm train writes runs/x/model.pt, which is not installed: the README's flow
+    monkeypatch.setenv("SAICM_MODELS", str(tmp_path / "models"))
+    sic = tmp_path / "a.sic"
+    assert main(["encode", str(images[0]), "-o", str(sic), "--model", str(tiny_model.path)]) == 0
+    capsys.readouterr()
+    assert main(["decode", str(sic), "-o", str(tmp_path / "a.png")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert "no installed model named 'tiny'" in err[0]
+    folder = tmp_path / "models"
+    how = "give its file with --model FILE (a trained run's model.pt), or copy that file into "
+    how += str(folder)
+    assert how in err[0]
+    assert not (tmp_path / "a.png").exists()
+    argv = ["decode", str(sic), "-o", str(tmp_path / "a.png"), "--model", str(tiny_model.path)]
+    assert main(argv) == 0
+    (tmp_path / "models").mkdir()  # the other way: copied into a model folder, found by name
+    (tmp_path / "models" / "model.pt").write_bytes(tiny_model.path.read_bytes())
+    assert main(["decode", str(sic), "-o", str(tmp_path / "b.png")]) == 0
