@@ -206,8 +206,12 @@ def test_encode_checks_an_arrays_dtype_and_range(tiny_model, photo):
         encode(img.astype(np.float32), tiny_model)
     with pytest.raises(ImageError, match="NaN or infinite"):
         encode(np.full((64, 64, 3), np.nan), tiny_model)
-    with pytest.raises(ImageError, match=r"values -1..255"):
-        encode(img.astype(np.int16) - (img == 0), tiny_model)
+    negative, above = img.astype(np.int16), img.astype(np.int32)
+    negative[0, 0, 0], above[0, 0, 0] = -1, 256
+    with pytest.raises(ImageError, match=r"int16 array with values -1\.\.\d+: an integer image"):
+        encode(negative, tiny_model)
+    with pytest.raises(ImageError, match=r"int32 array with values \d+\.\.256: an integer image"):
+        encode(above, tiny_model)
     with pytest.raises(ImageError, match="is not an image"):
         encode(img.astype(np.complex64), tiny_model)
     with pytest.warns(SaicmWarning, match="16-bit"):

@@ -348,6 +348,8 @@ def _html(
                 )
                 if r and r.get("interval"):
                     value += " [{:+.1f}, {:+.1f}]".format(*r["interval"])
+                if r and r["bd_rate"] is not None and r.get("overlap") is not None:
+                    value += f"<br><small>overlap {100 * r['overlap']:.0f}%</small>"
                 note = f' title="{esc(r["note"])}"' if r and r["note"] else ""
                 if r and r["bd_rate"] is None and r["note"]:  # the refusal, said in the table
                     value += f"<br><small>{esc(r['note'])}</small>"
