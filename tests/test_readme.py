@@ -11,7 +11,6 @@ runs, and a line that is neither run nor listed fails the test.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -41,13 +40,19 @@ NOT_RUN = {
 
 def _blocks(lang: str) -> list[tuple[str, str]]:
     """``(heading, text)`` of every fenced block of ``lang`` in the README, in order."""
-    text = README.read_text()
-    out, heading = [], ""
-    for m in re.finditer(rf"^(#+ .*)$|^```{lang}\n(.*?)^```$", text, re.M | re.S):
-        if m.group(1):
-            heading = m.group(1)
-        else:
-            out.append((heading, m.group(2)))
+    out: list[tuple[str, str]] = []
+    heading, fence, lines = "", None, []  # fence: the open block's language, None outside
+    for line in README.read_text().splitlines():
+        if fence is None and line.startswith("```"):
+            fence, lines = line[3:].strip(), []
+        elif fence is not None and line.startswith("```"):
+            if fence == lang:
+                out.append((heading, "\n".join(lines) + "\n"))
+            fence = None
+        elif fence is not None:
+            lines.append(line)
+        elif line.startswith("#"):
+            heading = line
     return out
 
 

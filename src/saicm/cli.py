@@ -116,10 +116,10 @@ def _outputs(inputs: Sequence[str], out: str, suffix: str) -> list[Path]:
 
 def _each(items: Iterable[tuple[str, Path]], job: Callable[[str, Path], str], total: int) -> int:
     """Run ``job`` on every (input, output); report failures and carry on."""
-    from tqdm import tqdm
+    from .utils.progress import progress
 
-    failed = 0
-    bar = tqdm(items, total=total, disable=total < 2, unit="image", leave=False)
+    failed = 0  # a bar on a terminal, plain lines elsewhere
+    bar = progress(total, "", "image", iterable=items, disable=total < 2, leave=False)
     for src, dst in bar:
         try:
             line = job(src, dst)

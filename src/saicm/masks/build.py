@@ -170,7 +170,7 @@ def _build(
     overwrite: bool,
     progress: bool,
 ) -> BuildSummary:
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     done = {} if overwrite else read_manifest(out)
     if not overwrite:
@@ -186,7 +186,10 @@ def _build(
             log.seek(log.tell() - 1)
             if log.read(1) != "\n":
                 log.write("\n")
-        for path in tqdm(files, desc=desc, disable=not progress, unit="image", position=index):
+        bar = progress_bar(  # plain lines when stderr is not a terminal
+            len(files), desc, "image", iterable=files, disable=not progress, position=index
+        )
+        for path in bar:
             target = out / f"{path.stem}.png"
             start = time.perf_counter()
             try:

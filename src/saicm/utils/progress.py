@@ -43,6 +43,7 @@ class PlainProgress:
         initial: units done before (a resumed run).
         interval: the most seconds between two lines (besides one a tenth of the work).
         disable: write nothing.
+        iterable: what iterating over it yields (each item counts one unit), as tqdm's.
     """
 
     def __init__(
@@ -53,8 +54,10 @@ class PlainProgress:
         initial: int = 0,
         interval: float = 60.0,
         disable: bool = False,
+        iterable: Any = None,
         **_: Any,
     ) -> None:
+        self.iterable = iterable
         self.total, self.desc, self.unit, self.n = total, desc, unit, initial
         self.interval, self.disable = interval, disable
         self.start_n, self.t0 = initial, time.monotonic()
@@ -99,8 +102,12 @@ class PlainProgress:
     def close(self) -> None:
         pass
 
-    def __iter__(self):  # pragma: no cover - saicm drives it with update()
-        raise TypeError("PlainProgress counts with update(), it does not wrap an iterable")
+    def __iter__(self):
+        if self.iterable is None:
+            raise TypeError("this PlainProgress wraps no iterable: count with update()")
+        for item in self.iterable:
+            yield item
+            self.update(1)
 
 
 def _duration(seconds: float) -> str:
@@ -115,10 +122,10 @@ def _duration(seconds: float) -> str:
 
 def progress(total: int, desc: str = "", unit: str = "it", **options: Any) -> Any:
     """A tqdm bar on a terminal, else a :class:`PlainProgress` (same ``total``, ``desc``,
-    ``unit``, ``initial``, ``disable``); ``options`` go to tqdm."""
+    ``unit``, ``initial``, ``disable``, ``iterable``); ``options`` go to tqdm."""
     if interactive():
         from tqdm import tqdm
 
         return tqdm(total=total, desc=desc, unit=unit, **options)
-    keep = {k: options[k] for k in ("initial", "disable") if k in options}
+    keep = {k: options[k] for k in ("initial", "disable", "iterable") if k in options}
     return PlainProgress(total, desc, unit, **keep)

@@ -108,7 +108,7 @@ def evaluate_video(
             ground truth from the original frames.
         detect: run the detector (mAP); off for a quick rate-PSNR table.
     """
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     t, h, w, _ = original.shape
     coded: list[tuple[str, str, np.ndarray, int, float]] = []
@@ -138,9 +138,10 @@ def evaluate_video(
             preds = {i: detector.predict(f) for i, f in zip(ids, original, strict=True)}
             annotations = pseudo_ground_truth(preds, {i: (h, w) for i in ids})
     points = []
-    for label, setting, frames, nbytes, seconds in tqdm(
-        coded, disable=not progress, desc="video eval", unit="version"
-    ):
+    bar = progress_bar(  # plain lines when stderr is not a terminal
+        len(coded), "video eval", "version", iterable=coded, disable=not progress
+    )
+    for label, setting, frames, nbytes, seconds in bar:
         point = VideoPoint(
             label, setting, 8 * nbytes / (t * h * w), psnr(original, frames), t / seconds
         )
