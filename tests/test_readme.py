@@ -130,8 +130,11 @@ def test_every_readme_command_runs_or_says_why_not(fresh, photo):
     assert all(c in ran for c in using)  # the "Using it" block runs whole
     assert any(c.startswith("saicm train") for c in using)
     evaluation = next(outputs[c] for c in using if c.startswith("saicm eval"))
-    for word in ("bpp", "PSNR dB", "MS-SSIM", "detection/map", "BD-rate", "mine", "sa-icm-mbt-hed"):
+    for word in ("bpp", "PSNR dB", "MS-SSIM", "detection/map", "BD-rate", "report/report.html"):
         assert word in evaluation, evaluation
+    rows = {ln.split()[1]: ln for ln in evaluation.splitlines() if ln.split()[:1] == ["mse-mbt"]}
+    assert list(rows) == [f"mse-mbt-{v}" for v in ("0.0018", "0.0035", "0.0067", "0.013")]
+    assert any(ln.startswith("mine ") for ln in evaluation.splitlines())
     decoded = work / "block1" / "photo.png"
     with Image.open(decoded) as img, Image.open(
         work / "block1" / "data" / "offline" / "val" / "skimage_astronaut.png"

@@ -214,6 +214,12 @@ def console_table(
             ]
         )
     lines = _columns(head, rows)
+    if not any(table for tables in bd.values() for table in tables.values()):
+        lines += [
+            "",
+            "No BD-rate: no curve has an accuracy on two points (n/a above: here the ground "
+            "truth holds no object, or the task gives no mAP)",
+        ]
     for anchor, tables in bd.items():
         for metric, table in tables.items():
             if not table:
