@@ -419,7 +419,11 @@ def _modules_after(code: str) -> set[str]:
 )
 def test_help_and_bad_arguments_import_nothing_heavy(argv):
     # torch alone takes 2.7 s to import (docs/BENCHMARKS.md, start-up): no parser may need it
-    code = f"from saicm.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
+    code = (
+        "import contextlib, io\nfrom saicm.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        f"    main({argv!r})"
+    )
     assert _modules_after(code) == set()
 
 
