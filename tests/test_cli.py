@@ -387,3 +387,78 @@ def test_two_models_named_with_two_flags_need_bpp(tmp_path, capsys):
     rc = main(["encode", str(src), "-o", str(out), "-m", "mse-mbt-0.0018", "-m", "mse-mbt-0.013"])
     assert rc != 0 and "need --bpp" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _modules_after(code: str) -> set[str]:
+    """The heavy modules a fresh interpreter has imported after running ``code``."""
+    probe = (
+        "import sys\n" + code + "\nprint(' '.join(m for m in ('torch', 'compressai', 'numpy', "
+        "'PIL', 'cv2', 'matplotlib') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["eval", "--help"],
+        ["video", "train", "--help"],
+        ["encode"],  # -o missing
+        ["eval", "--images", "i", "--codec", "jpeg", "--bootstrap", "-1", "-o", "r"],
+        ["train", "-o", "r", "--steps", "-3"],
+        ["video", "train", "c.mp4", "-o", "r", "--size", "Q"],
+        ["video", "train", "c.mp4", "-o", "r", "--frame-size", "5"],
+        ["video", "train", "c.mp4", "-o", "r", "--max-frames", "0"],
+        ["masks", "--edge-width", "99", "-o", "m"],
+    ],
+)
+def test_help_and_bad_arguments_import_nothing_heavy(argv):
+    # torch alone takes 2.7 s to import (docs/BENCHMARKS.md, start-up): no parser may need it
+    code = (
+        "import contextlib, io\nfrom saicm.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        f"    main({argv!r})"
+    )
+    assert _modules_after(code) == set()
+
+
+def test_eval_help_lists_every_codec_form_and_task():
+    from saicm.cli import EVAL_TASKS, build_parser
+    from saicm.eval.codecs import CODECS
+    from saicm.eval.tasks import TASKS
+
+    assert list(EVAL_TASKS) == list(TASKS)
+    sub = build_parser()._subparsers._group_actions[0].choices["eval"]  # type: ignore[union-attr]
+    text = " ".join(sub.format_help().split())
+    for name in [*CODECS, *TASKS]:
+        assert f" {name}" in text, name
+    for form in ("NAME:S1,S2", "LABEL=SPEC", "MODEL@LAMBDA", "family name", "folder of model"):
+        assert form in text, form
+
+
+def test_decoding_a_trained_runs_file_says_how_to_find_its_model(
+    tmp_path, images, tiny_model, monkeypatch, capsys
+):
+    # saicm train writes runs/x/model.pt, which is not installed: the README's flow
+    monkeypatch.setenv("SAICM_MODELS", str(tmp_path / "models"))
+    sic = tmp_path / "a.sic"
+    assert main(["encode", str(images[0]), "-o", str(sic), "--model", str(tiny_model.path)]) == 0
+    capsys.readouterr()
+    assert main(["decode", str(sic), "-o", str(tmp_path / "a.png")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert "no installed model named 'tiny'" in err[0]
+    folder = tmp_path / "models"
+    how = "give its file with --model FILE (a trained run's model.pt), or copy that file into "
+    how += str(folder)
+    assert how in err[0]
+    assert not (tmp_path / "a.png").exists()
+    argv = ["decode", str(sic), "-o", str(tmp_path / "a.png"), "--model", str(tiny_model.path)]
+    assert main(argv) == 0
+    (tmp_path / "models").mkdir()  # the other way: copied into a model folder, found by name
+    (tmp_path / "models" / "model.pt").write_bytes(tiny_model.path.read_bytes())
+    assert main(["decode", str(sic), "-o", str(tmp_path / "b.png")]) == 0

@@ -10,7 +10,15 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "create_model", "decode", "encode", "list_models", "load_model"]
+__all__ = [
+    "__version__",
+    "create_model",
+    "decode",
+    "encode",
+    "list_architectures",
+    "list_models",
+    "load_model",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import SaicmError
-from .eval.metrics import MIN_OVERLAP
+from .eval import MIN_OVERLAP  # light: the package __init__, no numpy
 from .utils.options import finite_float, fraction, int_range, positive_int
 
 __all__ = ["main"]
@@ -81,6 +81,25 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+#: What an interrupted command keeps and how to continue it (set by a command before its long
+#: work; :func:`main` prints it after Ctrl-C or SIGTERM).
+_ON_INTERRUPT: list[Callable[[], str]] = []
+
+
+def on_interrupt(hint: Callable[[], str]) -> None:
+    """Say ``hint()`` (what survives, how to continue) if the command is interrupted."""
+    _ON_INTERRUPT[:] = [hint]
+
+
+def _interrupted(what: str) -> str:
+    """``what`` (interrupted, terminated) with the command's hint, if it gave one."""
+    try:
+        hint = _ON_INTERRUPT[0]() if _ON_INTERRUPT else ""
+    except Exception:  # the hint must never hide the interruption itself
+        hint = ""
+    return f"{what}: {hint}" if hint else what
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     # warnings.showwarning's signature; saicm's warnings are one line for a user
     text = f"saicm: warning: {_one_line(str(message))}"
@@ -116,10 +135,10 @@ def _refuse_suffix(out: Path, suffixes: Sequence[str], what: str) -> None:
 
 def _each(items: Iterable[tuple[str, Path]], job: Callable[[str, Path], str], total: int) -> int:
     """Run ``job`` on every (input, output); report failures and carry on."""
-    from tqdm import tqdm
+    from .utils.progress import progress
 
-    failed = 0
-    bar = tqdm(items, total=total, disable=total < 2, unit="image", leave=False)
+    failed = 0  # a bar on a terminal, plain lines elsewhere
+    bar = progress(total, "", "image", iterable=items, disable=total < 2, leave=False)
     for src, dst in bar:
         try:
             line = job(src, dst)
@@ -202,7 +221,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .codec import DEFAULT_MODEL, get_architecture, installed_models, list_models
+    from .codec import DEFAULT_MODEL, get_architecture, installed_models, list_architectures
 
     if getattr(args, "models_command", None) == "import":
         from .codec.zoo import import_checkpoint
@@ -220,7 +239,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
 
     print("architectures (saicm.create_model):")
-    for name in list_models():
+    for name in list_architectures():
         print(f"  {name:<16} {get_architecture(name).description}")
     print("installed models (saicm encode --model NAME):")
     models = installed_models()
@@ -329,6 +348,9 @@ def cmd_masks(args: argparse.Namespace) -> int:
         if not 0 <= i < n:
             raise SaicmError(f"--shard {args.shard}: expected i/n with 0 <= i < n, e.g. 0/4")
         shard = (i, n)
+    on_interrupt(
+        lambda: f"the finished masks are kept in {args.output}; the same command skips them"
+    )
     summary = build_masks(args.images, args.output, source, shard=shard, overwrite=args.overwrite)
     for line in summary.lines():
         print(line)
@@ -382,6 +404,16 @@ TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the config file
 
 _OPEN_FRACTION = finite_float(0, 1, lo_open=True, hi_open=True)
 
+#: ``saicm eval --task`` names and what each runs (saicm.eval.tasks.TASKS, which a test checks
+#: against this list: the parser must not import the tasks, which import torch)
+EVAL_TASKS = {
+    "detection": "COCO boxes (bundled SSD-MobileNet-v2; --detector-arch yolo or a torchvision "
+    "builder with --detector-weights)",
+    "instance": "COCO boxes and masks (torchvision Mask R-CNN, --detector-weights)",
+    "privacy": "faces found (MTCNN) and identities kept (dlib), against the originals",
+    "panoptic": "panoptic quality against the original's segmentation (--panoptic-model)",
+}
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig
@@ -398,6 +430,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig()
     cfg = cfg.override({k: getattr(args, k) for k in TRAIN_OPTIONS}, source="command line")
     cfg.validate()  # every setting, before any work
+
+    def kept() -> str:
+        from .train.loop import CHECKPOINT
+
+        if not (out / CHECKPOINT).exists():
+            return f"no checkpoint was written yet, so {out} is not kept; run the command again"
+        return (
+            f"{out / CHECKPOINT} keeps the run as of its last checkpoint (every "
+            f"{cfg.checkpoint_every} steps); `saicm train -o {out} --resume` continues it"
+        )
+
+    on_interrupt(kept)
     model = _train_locked(cfg, out, args)
     if model is not None:
         print(f"exported {model.name} -> {model.path}")
@@ -473,6 +517,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     images = find_images(args.images)
     if args.max_images:
         images = images[: args.max_images]
+    on_interrupt(
+        lambda: f"the finished cells are kept in {out / 'cells'}; the same command continues "
+        "from them"
+    )
     with folder_lock(out):
         result = evaluate(
             images,
@@ -495,6 +543,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     for message in result["bad_images"].values():
         _say_error(message)
+    import json
+
+    from .eval.report import console_table
+
+    print(f"{len(result['images'])} image(s); ground truth: {result['ground_truth']}")
+    print(console_table(result["points"], json.loads(files["json"].read_text())["bd_rate"]))
     print(f"report: {files['html']}")
     return EXIT_FAILED if problems or result["bad_images"] or failed_tasks else 0
 
@@ -502,6 +556,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from .data.offline import build_offline_corpus
 
+    print(
+        f"saicm: building {args.output} from the photos and videos of installed packages "
+        "(about a minute)",
+        file=sys.stderr,
+    )
     counts = build_offline_corpus(
         args.output,
         max_side=args.max_side,
@@ -510,6 +569,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         val_frame_step=args.val_frame_step,
         added=not args.first_corpus,
         overwrite=args.overwrite,
+        log=lambda line: print(f"saicm: {line}", file=sys.stderr, flush=True),
     )
     print(f"{args.output}: {counts['train']} training and {counts['val']} validation images")
     return 0
@@ -718,14 +778,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="extend",
         required=True,
         metavar="SPEC",
-        help="NAME or NAME:S1,S2: jpeg webp avif jpeg2000 jxl hevc vvc png saicm "
-        "(saicm:MODEL1,MODEL2), or a model file / folder of models",
+        help="each SPEC is one curve: NAME (its default settings) or NAME:S1,S2,... with NAME "
+        "one of jpeg webp avif jpeg2000 (Pillow: quality, or ratio for jpeg2000), jxl (distance), "
+        "hevc vvc (QP), png (lossless), saicm (installed models or model files: "
+        "saicm:MODEL1,MODEL2; MODEL@LAMBDA for a variable-rate model; saicm alone: the shipped "
+        "SA-ICM models, four rates); an installed model's name (one point); a family name "
+        "(sa-icm-mbt-hed, mse-mbt, region-mbt: all installed NAME-<lambda> models, one curve); "
+        "a variable-rate model (its whole range, one curve); a model file or a folder of model "
+        "files; LABEL=SPEC names the curve (mine=runs/mine/model.pt). Cached cells are reused "
+        "whatever the label",
     )
     ev.add_argument(
         "--task",
         nargs="+",
         default=["detection"],
-        help="detection (bundled SSD) and/or instance (torchvision Mask R-CNN)",
+        metavar="TASK",
+        help="one or more of: " + "; ".join(f"{k}: {v}" for k, v in EVAL_TASKS.items())
+        + " (default detection)",
     )
     ev.add_argument("--detector-weights", default=None, help="weights for the instance task")
     ev.add_argument("--detector-arch", default=None, help="torchvision detector builder")
@@ -812,6 +881,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     args = build_parser().parse_args(argv)
+    _ON_INTERRUPT.clear()
     previous = _terminate_as_interrupt()
     try:
         return args.func(args)
@@ -819,10 +889,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say_error(str(exc), exc)
         return EXIT_FAILED
     except _Terminated:
-        _say_error("terminated")
+        _say_error(_interrupted("terminated"))
         return 143
     except KeyboardInterrupt:
-        _say_error("interrupted")
+        _say_error(_interrupted("interrupted"))
         return 130
     except Exception as exc:  # OSError: a path that cannot be read or written, named
         import os

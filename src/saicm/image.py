@@ -240,7 +240,19 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def to_rgb(image: ImageLike) -> np.ndarray:
-    """Any image-like input (path, PIL image, array) as an ``(H, W, 3)`` uint8 RGB array."""
+    """Any image-like input as an ``(H, W, 3)`` uint8 RGB array.
+
+    Arguments:
+        image: a path (read by :func:`load_image`), a PIL image, or an array of shape
+            ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (straight alpha, composited
+            onto white) whose values are, by dtype: ``uint8`` 0-255 as they are; ``uint16``
+            0-65535 (to 8 bits, with a warning); other integers (and ``bool``) 0-255; floats
+            0.0-1.0 (times 255, rounded: the convention of torchvision and scikit-image).
+
+    Raises:
+        ImageError: another shape or dtype, NaN or infinite values, or values outside the
+            range of their dtype above (never scaled or clipped silently).
+    """
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     if isinstance(image, Image.Image):
@@ -249,23 +261,50 @@ def to_rgb(image: ImageLike) -> np.ndarray:
     if isinstance(image, np.ndarray):
         arr = image
         if arr.ndim == 2:
-            arr = np.repeat(arr[..., None], 3, axis=2)
+            arr = arr[..., None]
         if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-            raise ImageError(f"array of shape {image.shape} is not an image")
+            raise ImageError(
+                f"array of shape {image.shape} is not an image: (H, W), (H, W, 1), (H, W, 3) "
+                "or (H, W, 4)"
+            )
         _check_size(arr.shape[1], arr.shape[0], "image")
         if arr.shape[2] == 1:
             arr = np.repeat(arr, 3, axis=2)
-        if arr.dtype == np.uint16:
-            warnings.warn("16-bit image converted to 8-bit", SaicmWarning, stacklevel=2)
-            arr = (arr.astype(np.float64) / 257.0).round()
-        elif arr.dtype.kind == "f":
-            arr = arr * 255.0 if float(arr.max(initial=0)) <= 1.0 else arr
-            arr = arr.round()
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
+        arr = _to_uint8(arr)
         if arr.shape[2] == 4:  # straight alpha, as PNG and Pillow store it
             arr = _composite(arr[..., :3], arr[..., 3], "image")
         return np.ascontiguousarray(arr)
     raise ImageError(f"cannot use a {type(image).__name__} as an image")
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """An image array's values as uint8, by the rules of :func:`to_rgb` (the range is checked,
+    not assumed from the values: a dark float image is not mistaken for a 0-255 one)."""
+    kind = arr.dtype.kind
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        warnings.warn("16-bit image converted to 8-bit", SaicmWarning, stacklevel=3)
+        return (arr.astype(np.float64) / 257.0).round().astype(np.uint8)
+    if kind in "iub":
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 255:
+            raise ImageError(
+                f"{arr.dtype} array with values {lo}..{hi}: an integer image holds 0-255 "
+                "(or give uint16 for 16 bits)"
+            )
+        return arr.astype(np.uint8)
+    if kind == "f":
+        if not np.isfinite(arr).all():
+            raise ImageError(f"{arr.dtype} array with NaN or infinite values is not an image")
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if lo < 0 or hi > 1:
+            raise ImageError(
+                f"{arr.dtype} array with values {lo:g}..{hi:g}: a float image holds 0.0-1.0 "
+                "(divide 0-255 values by 255, or give uint8)"
+            )
+        return (arr.astype(np.float64) * 255.0).round().astype(np.uint8)
+    raise ImageError(f"{arr.dtype} array is not an image (uint8, uint16, int or float 0-1)")
 
 
 def save_image(image: np.ndarray, path: str | os.PathLike[str]) -> Path:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from saicm.codec import decode, encode, unpack
-from saicm.errors import ImageError, ModelError, SaicmWarning
+from saicm.errors import BitstreamError, ImageError, ModelError, SaicmWarning
 from saicm.image import MAX_PIXELS, load_image, pad_to_multiple, to_array, to_tensor
 
 
@@ -175,3 +175,62 @@ def test_model_name_in_a_file_is_never_opened_as_a_path(tiny_model, photo, tmp_p
     with pytest.raises(ModelError, match="no installed model named"):
         decode(crafted)
     assert decode(crafted, tiny_model).shape == (64, 64, 3)  # --model still decodes it
+
+
+def test_decode_takes_a_path_or_bytes_and_says_what_it_takes(tiny_model, photo, tmp_path):
+    img = photo[:64, :96]
+    data = encode(img, tiny_model)
+    sic = tmp_path / "a.sic"
+    sic.write_bytes(data)
+    want = decode(data, tiny_model)
+    assert np.array_equal(decode(sic, tiny_model), want)  # os.PathLike
+    assert np.array_equal(decode(str(sic), tiny_model), want)  # str: a path, never data
+    assert np.array_equal(decode(bytearray(data), tiny_model), want)
+    with pytest.raises(BitstreamError, match="no such file"):
+        decode(tmp_path / "missing.sic", tiny_model)
+    with pytest.raises(BitstreamError, match="a folder"):
+        decode(tmp_path, tiny_model)
+    with pytest.raises(BitstreamError, match=r"bytes of a \.sic file or its path"):
+        decode(12, tiny_model)  # type: ignore[arg-type]
+
+
+def test_encode_checks_an_arrays_dtype_and_range(tiny_model, photo):
+    img = photo[:64, :64]
+    want = encode(img, tiny_model)
+    assert encode(img.astype(np.float32) / 255, tiny_model) == want  # floats are 0-1
+    assert encode(img.astype(np.int64), tiny_model) == want  # integers are 0-255
+    dark = (img // 8).astype(np.float64)  # 0-31 as floats: not silently read as 0-1 (or x255)
+    with pytest.raises(ImageError, match=r"a float image holds 0.0-1.0"):
+        encode(dark, tiny_model)
+    with pytest.raises(ImageError, match=r"a float image holds 0.0-1.0"):
+        encode(img.astype(np.float32), tiny_model)
+    with pytest.raises(ImageError, match="NaN or infinite"):
+        encode(np.full((64, 64, 3), np.nan), tiny_model)
+    negative, above = img.astype(np.int16), img.astype(np.int32)
+    negative[0, 0, 0], above[0, 0, 0] = -1, 256
+    with pytest.raises(ImageError, match=r"int16 array with values -1\.\.\d+: an integer image"):
+        encode(negative, tiny_model)
+    with pytest.raises(ImageError, match=r"int32 array with values \d+\.\.256: an integer image"):
+        encode(above, tiny_model)
+    with pytest.raises(ImageError, match="is not an image"):
+        encode(img.astype(np.complex64), tiny_model)
+    with pytest.warns(SaicmWarning, match="16-bit"):
+        assert encode(img.astype(np.uint16) * 257, tiny_model) == want
+    # a float image whose maximum is <= 1 codes as x255; one that is dark codes dark
+    assert encode(np.zeros((64, 64, 3), np.float32), tiny_model) == encode(
+        np.zeros((64, 64, 3), np.uint8), tiny_model
+    )
+
+
+def test_the_api_raises_no_torch_jit_notice():
+    import subprocess
+    import sys
+
+    code = "import saicm; saicm.list_models(); saicm.create_model('mbt2018-mean')"
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and "jit" not in proc.stderr, proc.stderr

@@ -10,14 +10,25 @@ import pytest
 import torch
 from conftest import CodeRunningPickle
 
-from saicm.codec import create_model, export_model, installed_models, list_models, load_model
+from saicm.codec import (
+    create_model,
+    export_model,
+    installed_models,
+    list_architectures,
+    list_models,
+    load_model,
+)
 from saicm.errors import ModelError
 from saicm.image import to_tensor
 
 
 def test_registry_lists_the_architectures():
-    assert {"tcm", "tcm-small", "mbt2018-mean"} <= set(list_models())
-    assert list_models("tcm*") == ["tcm", "tcm-small"]
+    assert {"tcm", "tcm-small", "mbt2018-mean"} <= set(list_architectures())
+    assert list_architectures("tcm*") == ["tcm", "tcm-small"]
+    # list_models: the trained models load_model takes (the shipped ones at least)
+    mse = [f"mse-mbt-{v}" for v in ("0.0018", "0.0035", "0.0067", "0.013")]
+    assert list_models("mse-mbt-*") == mse
+    assert "sa-icm-mbt-hed-0.05" in list_models() and "tcm" not in list_models()
     with pytest.raises(ModelError, match="unknown architecture"):
         create_model("no-such-net")
     with pytest.raises(ModelError, match="unknown config keys"):

@@ -232,3 +232,21 @@ def test_fuzz_crafted_and_mutated_files_in_a_subprocess(snv, tmp_path):
     assert counts["clean errors"] + counts["decoded"] == counts["tried"]
     assert counts["clean errors"] >= len(crafted)
     assert counts["max_rss_mb"] < 2000  # no header makes it allocate without bound
+
+
+def test_a_snv_larger_than_its_raw_frames_warns_and_names_a_smaller_preset(tmp_path):
+    import warnings
+
+    from saicm.errors import SaicmWarning
+
+    net = NeRV(nerv_config(96, 160, "S"))
+    with pytest.warns(SaicmWarning, match=r"larger than its 8 raw frames of 160x96") as seen:
+        data = encode_nerv(net, 8, path=tmp_path / "c.snv")
+    message = str(seen[0].message)
+    assert f"{len(data)} bytes" in message and f"{3 * 8 * 96 * 160} bytes" in message
+    assert f"{8 * len(data) / (8 * 96 * 160):.1f} bpp against 24" in message
+    assert "--size saicm-S" in message
+    # the same network for a clip of many frames is smaller than them: nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SaicmWarning)
+        encode_nerv(net, 2000)

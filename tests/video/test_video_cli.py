@@ -88,6 +88,10 @@ def test_too_small_frames_name_the_real_option(frames, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "resize with --frame-size WxH" in err and "--size WxH" not in err
     assert main([*argv, "-o", str(tmp_path / "b"), "--frame-size", "96x64"]) == 0  # the hint works
+    err = capsys.readouterr().err  # long steps say what they do, in plain lines off a terminal
+    assert f"saicm: reading the frames of {frames}\n" in err
+    assert f"saicm: caching 3 frames in {tmp_path / 'b' / 'frames'}\n" in err
+    assert "nerv saicm-S: 1/1 epoch (100%)" in err and "\r" not in err
 
 
 def test_outputs_that_resolve_to_an_input_are_refused(snv, frames, tmp_path, capsys):

@@ -3,12 +3,14 @@
 >>> import saicm
 >>> data = saicm.encode("photo.jpg")                  # default shipped SA-ICM model
 >>> image = saicm.decode(data)                        # (H, W, 3) uint8 RGB
+>>> image = saicm.decode("photo.sic")                 # or a file's path
 >>> bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -180,29 +182,45 @@ def encode(image: ImageLike, model: ModelLike = None, lmbda: float | None = None
 
 
 @torch.inference_mode()
-def decode(data: bytes, model: ModelLike = None, rounding: str | None = None) -> np.ndarray:
-    """Decode ``.sic`` bytes into an ``(H, W, 3)`` uint8 RGB array.
+def decode(
+    data: bytes | str | os.PathLike[str], model: ModelLike = None, rounding: str | None = None
+) -> np.ndarray:
+    """Decode a ``.sic`` file (its bytes, or its path) into an ``(H, W, 3)`` uint8 RGB array.
 
     A version-2 file decodes to the same symbols on every machine, or fails: see README,
     "Decoding on another machine", and :mod:`saicm.codec.latents`. Version-1 files decode with
     a :class:`~saicm.errors.SaicmWarning` (no check).
 
     Arguments:
-        data: the file's bytes.
+        data: the file's bytes (``bytes``, ``bytearray``, ``memoryview``), or its path (a
+            ``str`` or ``os.PathLike``).
         model: the model to decode with; ``None`` finds the installed model named in the file.
         rounding: ``"nearest"`` or ``"floor"`` (see :func:`saicm.image.to_array`); ``None``:
             the model's own (``model.rounding``: ``floor`` for the authors' checkpoints, whose
             scripts truncate, ``nearest`` for saicm's models).
 
     Raises:
-        BitstreamError: a damaged or foreign file, its padding or latent size do not fit the
-            model, or a failed check (the message names the likely cause: the decoder's
+        BitstreamError: no such file, a damaged or foreign file, its padding or latent size do
+            not fit the model, or a failed check (the message names the likely cause: the decoder's
             arithmetic, the entropy tables or the weights).
         ModelError: the model is missing or has other weights than the file's.
         ValueError: another ``rounding``.
     """
     if rounding not in (None, "nearest", "floor"):
         raise ValueError(f"rounding {rounding!r}: choose nearest or floor")
+    if isinstance(data, (str, os.PathLike)):
+        try:
+            data = Path(data).read_bytes()
+        except FileNotFoundError:
+            raise BitstreamError(f"{data}: no such file") from None
+        except IsADirectoryError:
+            raise BitstreamError(f"{data}: a folder, not a .sic file") from None
+    elif isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    elif not isinstance(data, bytes):
+        raise BitstreamError(
+            f"cannot decode a {type(data).__name__}: give the bytes of a .sic file or its path"
+        )
     bs = unpack(data)
     # the name in the file is looked up among installed models, never opened as a path
     m = resolve_model(model) if model is not None else load_installed_model(bs.model)

@@ -37,7 +37,7 @@ __all__ = [
     "Padding",
     "create_model",
     "get_architecture",
-    "list_models",
+    "list_architectures",
     "register_architecture",
 ]
 
@@ -242,17 +242,40 @@ def get_architecture(name: str) -> Architecture:
         raise ModelError(f"unknown architecture {name!r} (known: {known})") from None
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Names of the registered architectures matching a shell-style ``pattern``."""
+def list_architectures(pattern: str = "*") -> list[str]:
+    """Names of the registered architectures (what :func:`create_model` builds, with random
+    weights) matching a shell-style ``pattern``; trained models: :func:`saicm.list_models`."""
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
 def create_model(name: str, **overrides: Any) -> CompressionModel:
-    """Build architecture ``name`` with random weights; ``overrides`` replace config entries."""
+    """Build architecture ``name`` with random weights, for training.
+
+    Arguments:
+        name: a registered architecture (:func:`list_architectures`): ``tcm`` (LIC-TCM as in the
+            paper), ``tcm-small``, ``mbt2018-mean``, ``mbt2018-mean-vbr``; ``saicm models``
+            describes each.
+        overrides: entries of the architecture's config to replace (``N``, ``M`` and so on:
+            ``get_architecture(name).config`` lists them and their defaults).
+
+    Returns:
+        a CompressAI ``CompressionModel`` (``torch.nn.Module``) in training mode, with
+        ``downsampling`` (64: the side an image is padded to a multiple of). Its
+        ``forward(x)`` takes a float batch ``(B, 3, H, W)`` in [0, 1], H and W multiples of
+        ``downsampling``, and returns CompressAI's dict ``{"x_hat": (B, 3, H, W) reconstruction,
+        "likelihoods": {"y": ..., "z": ...}}`` (noisy quantisation in training mode); the rate
+        in bits is ``-sum(log2(likelihoods))``. A trained model for coding is
+        :func:`saicm.load_model`'s.
+
+    Raises:
+        ModelError: an unknown architecture or config key.
+    """
     arch = get_architecture(name)
     unknown = set(overrides) - set(arch.config)
     if unknown:
-        raise ModelError(f"{name}: unknown config keys {sorted(unknown)}")
+        raise ModelError(
+            f"{name}: unknown config keys {sorted(unknown)} (known: {sorted(arch.config)})"
+        )
     net = arch.builder(**{**arch.config, **overrides})
     net.downsampling = arch.downsampling
     return net

@@ -53,7 +53,7 @@ from .registry import (
     Padding,
     create_model,
     get_architecture,
-    list_models,
+    list_architectures,
 )
 from .vbr import is_variable_rate
 
@@ -426,7 +426,7 @@ def detect_architecture(
     """
     got = {k: tuple(v.shape) for k, v in state.items() if not k.endswith(TABLE_BUFFERS)}
     matches, misses = [], []
-    for arch in list_models():
+    for arch in list_architectures():
         sig = _signature(arch, built)
         if sig == got:
             matches.append(arch)
@@ -706,10 +706,20 @@ def load_installed_model(name: str) -> TrainedModel:
     if found is None:
         names = ", ".join(m["name"] for m in installed_models()) or "none"
         raise ModelError(
-            f"no installed model named {name!r} (installed: {names}; --model names another)"
+            f"no installed model named {name!r} (installed: {names}); give its file with "
+            f"--model FILE (a trained run's model.pt), or copy that file into {model_dirs()[0]}"
         )
     path = found.resolve()
     return _load_file(path, None, _stamp(path))
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of the installed trained models (what :func:`load_model`, ``saicm encode --model``
+    and a ``.sic`` file name) matching a shell-style ``pattern``, first model folder first;
+    the architectures that :func:`saicm.create_model` builds: :func:`list_architectures`."""
+    import fnmatch
+
+    return [m["name"] for m in installed_models() if fnmatch.fnmatch(m["name"], pattern)]
 
 
 def installed_models() -> list[dict[str, Any]]:

@@ -42,6 +42,8 @@ class Codec:
 
     name: str = ""
     default_settings: tuple[str, ...] = ()
+    #: the codec's own name when ``name`` is a label (``LABEL=SPEC``); see :attr:`coder_name`
+    coder: str = ""
 
     def __init__(self, settings: list[str] | None = None) -> None:
         self.settings = list(settings or self.default_settings)
@@ -57,6 +59,12 @@ class Codec:
                 except OptionError as exc:
                     raise CodecSettingError(f"codec {self.name}: setting {exc}") from None
                 self.settings[i] = setting.strip()
+
+    @property
+    def coder_name(self) -> str:
+        """The coder's own name (``jpeg``, ``saicm``), whatever label its curve carries: cached
+        cells are filed under it, so that a relabelled codec reuses them."""
+        return self.coder or self.name
 
     def available(self) -> str | None:
         """None if the codec can run here, else why not."""
@@ -248,15 +256,19 @@ class FfmpegCodec(Codec):
 class LearnedCodec(Codec):
     """saicm's own models: each setting is an installed model name or a model file; for a
     variable-rate model, ``MODEL@LAMBDA`` (a lambda in its range). A bare number after such a
-    setting takes the same model (``vbr@0.002,0.004,0.008``), and a variable-rate model named
-    alone stands for :data:`VBR_POINTS` lambdas log-spaced over its range: one curve."""
+    setting takes the same model (``vbr@0.002,0.004,0.008``), a variable-rate model named
+    alone stands for :data:`VBR_POINTS` lambdas log-spaced over its range, and a family name
+    (``sa-icm-mbt-hed``: the installed models named ``sa-icm-mbt-hed-<lambda>``) for all its
+    rates: one curve each. Without settings: the default model's family (the shipped SA-ICM
+    models, four rates)."""
 
     name = "saicm"
 
     def __init__(self, settings: list[str] | None = None) -> None:
         from ..codec.zoo import DEFAULT_MODEL
 
-        self.default_settings = (DEFAULT_MODEL,)
+        family = DEFAULT_MODEL.rpartition("-")[0]
+        self.default_settings = tuple(model_family(family)) or (DEFAULT_MODEL,)
         super().__init__(settings)
         self.settings = _expand_rates(self.settings)
 
@@ -356,6 +368,22 @@ def rate_gain_of(model, lmbda: float | None) -> float | None:
     return rate_gain(model, lmbda)
 
 
+def model_family(name: str) -> list[str]:
+    """The installed models named ``NAME-<number>`` (``mse-mbt`` -> ``mse-mbt-0.0018``, ...,
+    ``mse-mbt-0.013``), in the order of their number (their lambda); empty if none."""
+    from ..codec.zoo import installed_models
+
+    found = []
+    for m in installed_models():
+        stem, dash, tail = m["name"].rpartition("-")
+        if dash and stem == name:
+            try:
+                found.append((float(tail), m["name"]))
+            except ValueError:
+                continue
+    return [n for _, n in sorted(found)]
+
+
 def _expand_rates(settings: list[str]) -> list[str]:
     """Bare numbers take the model of the setting before them; a variable-rate model named
     alone becomes :data:`VBR_POINTS` settings over its range. A setting that does not load is
@@ -383,7 +411,8 @@ def _expand_rates(settings: list[str]) -> list[str]:
             try:
                 m = load_model(model)
             except SaicmError:
-                out.append(s)
+                family = model_family(model) if "/" not in model else []
+                out += family or [s]  # a family: all its rates; else available() says why
                 continue
             if is_variable_rate(m.net):
                 lo, hi = m.net.rate_range
@@ -509,7 +538,7 @@ def parse_codec(spec: str) -> Codec:
     label, eq, rest = spec.partition("=")
     if eq and label and "/" not in label and ":" not in label:
         codec = parse_codec(rest)
-        codec.name = label
+        codec.coder, codec.name = codec.coder_name, label
         return codec
     try:
         return _parse(spec)
@@ -531,5 +560,10 @@ def _parse(spec: str) -> Codec:
 
         if any(m["name"] == spec for m in installed_models()):  # an installed model's name
             return LearnedCodec([spec])
+        family = model_family(spec)
+        if family:  # all the rates of a family: one curve named after it
+            codec = LearnedCodec(family)
+            codec.coder, codec.name = "saicm", spec
+            return codec
         raise SaicmError(f"unknown codec {name!r} (known: {', '.join(CODECS)}, or a model)")
     return _create(name, settings)

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from . import MIN_OVERLAP
+
 __all__ = [
     "MIN_OVERLAP",
     "bd_rate",
@@ -19,24 +21,45 @@ __all__ = [
     "coded_rate_psnr",
     "curve_overlap",
     "face_privacy",
+    "ms_ssim",
     "panoptic_quality",
     "pseudo_ground_truth",
     "psnr",
 ]
 
 
-#: Least share of the accuracy range two curves span together on which both are defined, for a
-#: BD-rate. BD-rate averages the log-rate gap over the accuracies both curves reach; on a sliver
-#: of that range the average rests on one corner of each curve and swings with a single point
-#: (two curves meeting on 0.2% of it gave a confident -62.2%). ``bjontegaard`` warns below 75%;
-#: saicm refuses below 50% and says so in the table.
-MIN_OVERLAP = 0.5
+# MIN_OVERLAP lives in the package's light __init__ (the CLI's parser shows it, without numpy)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR (dB) over every pixel of two uint8 images or clips; inf when they are equal."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 10 * math.log10(255**2 / mse) if mse > 0 else math.inf
+
+
+#: Shortest side MS-SSIM needs: its five scales halve the image four times and each keeps an
+#: 11-pixel Gaussian window (``pytorch_msssim.ms_ssim`` asserts ``side > (11 - 1) * 2**4``).
+MS_SSIM_MIN_SIDE = 161
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """MS-SSIM of two ``(H, W, 3)`` uint8 RGB images, as ``compressai.utils.eval_model``
+    reports it: ``pytorch_msssim.ms_ssim`` on [0, 1] floats with ``data_range=1`` (1 = equal).
+
+    Returns:
+        the MS-SSIM in [0, 1], or NaN ("n/a") when the shorter side is below
+        :data:`MS_SSIM_MIN_SIDE` pixels, too small for its five scales.
+    """
+    if min(a.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return math.nan
+    import torch
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    def tensor(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255
+
+    with torch.inference_mode():
+        return float(_ms_ssim(tensor(a), tensor(b), data_range=1.0))
 
 
 def coded_rate_psnr(images: Sequence[np.ndarray], model: Any) -> tuple[float, float]:

@@ -16,7 +16,7 @@ from ..utils.io import atomic_path
 from .metrics import MIN_OVERLAP, bd_rate, bd_rate_interval, curve_overlap
 from .runner import ORIGINAL, Point, _safe, cell_path, decoded_path
 
-__all__ = ["bd_table", "write_report"]
+__all__ = ["bd_table", "console_table", "write_report"]
 
 #: Curves drawn thin: the anchors, not the learned codecs under study.
 _CONVENTIONAL = {"jpeg", "webp", "avif", "jpeg2000", "jxl", "hevc", "vvc", "png"}
@@ -149,7 +149,10 @@ def write_report(
     keys = sorted({k for p in points for k in p.metrics})
     with atomic_path(files["csv"]) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["codec", "setting", "images", "missing", "bpp", "encode_s", "decode_s", *keys])
+        w.writerow(
+            ["codec", "setting", "images", "missing", "bpp", "psnr_db", "ms_ssim", "encode_s",
+             "decode_s", *keys]
+        )  # fmt: skip
         for p in points:
             w.writerow(
                 [
@@ -158,6 +161,8 @@ def write_report(
                     p.images,
                     p.missing,
                     f"{p.bpp:.5f}",
+                    f"{p.psnr:.4f}",
+                    f"{p.ms_ssim:.5f}",
                     f"{p.encode_s:.4f}",
                     f"{p.decode_s:.4f}",
                     *(f"{p.metrics.get(k, math.nan):.5f}" for k in keys),
@@ -169,6 +174,78 @@ def write_report(
         _plot(points, m, f"{m}" + (" (pseudo ground truth)" if pseudo else ""), files[m])
     _html(result, out, files, tables, metrics)
     return files
+
+
+def _quality(value: float, digits: int) -> str:
+    """PSNR or MS-SSIM for a table: ``n/a`` where undefined (no decoded image, or all too small
+    for MS-SSIM), ``inf`` for a lossless codec."""
+    if math.isnan(value):
+        return "n/a"
+    return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+
+
+def console_table(
+    points: Sequence[Point], bd: dict[str, dict[str, list[dict[str, Any]]]]
+) -> str:
+    """The results as plain text for the console: one row per (codec, setting) with bpp, PSNR,
+    MS-SSIM and every task's mAP, then each BD-rate table (``bd``: anchor -> metric -> rows of
+    :func:`bd_table`, as ``results.json`` holds them) with its interval and overlap."""
+    keys = sorted({k for p in points for k in p.metrics if k.endswith(("map", "map50", "pq"))})
+    extra = sorted(
+        {k for p in points for k in p.metrics if k.endswith(("face_recall", "identity_kept"))}
+    )
+    cols = [*keys, *extra]
+    head = ["codec", "setting", "images", "bpp", "PSNR dB", "MS-SSIM", *cols]
+    rows = []
+    for p in points:
+        if p.codec == ORIGINAL:
+            label, setting = "uncompressed", ""
+        else:
+            label, setting = p.codec, p.setting
+        rows.append(
+            [
+                label,
+                setting,
+                f"{p.images}" + (f" ({p.missing} missing)" if p.missing else ""),
+                "" if p.codec == ORIGINAL else f"{p.bpp:.4f}",
+                "" if p.codec == ORIGINAL else _quality(p.psnr, 2),
+                "" if p.codec == ORIGINAL else _quality(p.ms_ssim, 4),
+                *(_quality(p.metrics.get(k, math.nan), 4) for k in cols),
+            ]
+        )
+    lines = _columns(head, rows)
+    if not any(table for tables in bd.values() for table in tables.values()):
+        lines += [
+            "",
+            "No BD-rate: no curve has an accuracy on two points (n/a above: here the ground "
+            "truth holds no object, or the task gives no mAP)",
+        ]
+    for anchor, tables in bd.items():
+        for metric, table in tables.items():
+            if not table:
+                continue
+            lines += ["", f"BD-rate on {metric} against {anchor} (negative: fewer bits):"]
+            bd_rows = []
+            for r in table:
+                if r["bd_rate"] is None:
+                    value, why = "n/a", r.get("note") or ""
+                else:
+                    value, why = f"{r['bd_rate']:+.1f} %", ""
+                    if r.get("interval"):
+                        value += " [{:+.1f}, {:+.1f}]".format(*r["interval"])
+                overlap = r.get("overlap")
+                share = "" if overlap is None else f"{100 * overlap:.0f} %"
+                bd_rows.append([r["codec"], value, share, why])
+            lines += _columns(["codec", "BD-rate [95% interval]", "overlap", "why n/a"], bd_rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _columns(head: list[str], rows: list[list[str]]) -> list[str]:
+    """``head`` and ``rows`` as left-aligned text columns."""
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    return [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *rows]
+    ]
 
 
 def _examples(out: Path, result: dict[str, Any], points: list[Point]) -> str:
@@ -200,8 +277,9 @@ def _examples(out: Path, result: dict[str, Any], points: list[Point]) -> str:
         row = []
         for point in [original, *chosen.values()]:
             codec, setting = point.codec, point.setting
-            img_path = decoded_path(out, codec, point.key, stem)
-            cell = cell_path(out, codec, point.key, stem)
+            coder = point.coder or codec  # the cells' folder (results of saicm before 0.1)
+            img_path = decoded_path(out, coder, point.key, stem)
+            cell = cell_path(out, coder, point.key, stem)
             if not img_path.exists() or not cell.exists():
                 continue
             rec = json.loads(cell.read_text())
@@ -239,7 +317,11 @@ def _html(
     esc = html.escape
     head = "".join(
         f"<th>{esc(k)}</th>"
-        for k in ["codec", "setting", "images", "bpp", "enc s", "dec s", *keys, "problems"]
+        for k in [
+            *("codec", "setting", "images", "bpp", "PSNR dB", "MS-SSIM", "enc s", "dec s"),
+            *keys,
+            "problems",
+        ]
     )
     rows = []
     for p in points:
@@ -248,6 +330,8 @@ def _html(
             p.setting,
             f"{p.images}" + (f" ({p.missing} missing)" if p.missing else ""),
             f"{p.bpp:.4f}",
+            _quality(p.psnr, 2),
+            _quality(p.ms_ssim, 4),
             f"{p.encode_s:.3f}",
             f"{p.decode_s:.3f}",
             *(f"{p.metrics.get(k, math.nan):.4f}" for k in keys),
@@ -270,6 +354,8 @@ def _html(
                 )
                 if r and r.get("interval"):
                     value += " [{:+.1f}, {:+.1f}]".format(*r["interval"])
+                if r and r["bd_rate"] is not None and r.get("overlap") is not None:
+                    value += f"<br><small>overlap {100 * r['overlap']:.0f}%</small>"
                 note = f' title="{esc(r["note"])}"' if r and r["note"] else ""
                 if r and r["bd_rate"] is None and r["note"]:  # the refusal, said in the table
                     value += f"<br><small>{esc(r['note'])}</small>"
@@ -290,6 +376,8 @@ img.plot{{max-width:640px}}</style></head><body>
 <h1>Rate-accuracy report</h1>
 <p>{len(result["images"])} images; ground truth: {esc(result["ground_truth"])}. Rate: bits of the
 coded files / pixels. Accuracy: COCO mAP@[.5:.95] ("map") and mAP@.5 ("map50") with pycocotools.
+Fidelity: mean PSNR and MS-SSIM (pytorch-msssim, data range 1) of the decoded images, as
+CompressAI's eval_model reports them; MS-SSIM is n/a for images under 161 pixels a side.
 </p>{f"<p>Left out:</p><ul>{bad}</ul>" if bad else ""}
 <h2>Rate-accuracy curves</h2>{plots}
 <h2>BD-rate against {esc(", ".join(anchors))}</h2>

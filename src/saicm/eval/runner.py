@@ -26,7 +26,7 @@ from ..image import load_image, save_image
 from ..utils.fingerprint import file_sha256
 from ..utils.io import atomic_path, remove_stale_parts
 from .codecs import Codec
-from .metrics import coco_map, coco_map_resampled, pseudo_ground_truth
+from .metrics import coco_map, coco_map_resampled, ms_ssim, pseudo_ground_truth, psnr
 from .tasks import Task
 
 __all__ = ["CACHE_FORMAT", "Point", "cell_key", "evaluate"]
@@ -34,7 +34,7 @@ __all__ = ["CACHE_FORMAT", "Point", "cell_key", "evaluate"]
 ORIGINAL = "_original"
 
 #: Version of the layout of a cached cell; cells of another version are computed again.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: cells hold PSNR and MS-SSIM and are filed by coder, not by label
 
 
 @dataclass
@@ -53,6 +53,14 @@ class Point:
     errors: list[str] = field(default_factory=list)
     #: bootstrap replicates of each COCO mAP (the same image draws for every point)
     replicates: dict[str, list[float]] = field(default_factory=dict)
+    #: mean PSNR (dB, inf for lossless) and mean MS-SSIM of the decoded images against the
+    #: originals, as ``compressai.utils.eval_model`` reports them; NaN where no image has one
+    #: (MS-SSIM needs a shorter side of 161 pixels: :data:`~saicm.eval.metrics.MS_SSIM_MIN_SIDE`)
+    psnr: float = math.nan
+    ms_ssim: float = math.nan
+    #: the codec's own name (``jpeg``, ``saicm``), whatever label the curve carries: the cells
+    #: of a (coder, setting) are filed under it, so a relabelled codec reuses them
+    coder: str = ""
 
 
 def _safe(s: str) -> str:
@@ -114,6 +122,12 @@ def _valid(rec: dict[str, Any], key: dict[str, Any]) -> bool:
     ).keys()
 
 
+def _mean(values: list[float]) -> float:
+    """The mean of the defined (non-NaN) values; NaN if none (inf stays inf: lossless)."""
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else math.nan
+
+
 def _load_gt(annotations: str | Path, images: list[Path]) -> tuple[dict, dict[str, int], list[str]]:
     """COCO annotations, the image id of each image stem, and the images it lacks (matched by
     whole relative path, an ambiguous base name refused: :func:`saicm.data.coco.match_images`)."""
@@ -136,6 +150,9 @@ def _run_cell(
     if decoded.shape != image.shape:
         raise SaicmError(f"decoded image is {decoded.shape}, expected {image.shape}")
     rec["pixels"] = int(image.shape[0] * image.shape[1])
+    if codec is not None:
+        rec["psnr"] = psnr(image, decoded)
+        rec["ms_ssim"] = ms_ssim(image, decoded)
     rec["predictions"] = {t.name: t.predict(decoded) for t in tasks}
     if keep is not None:
         remove_stale_parts(keep)  # a killed run's temporary file (the folder is this run's)
@@ -204,7 +221,7 @@ def evaluate(
         bootstrap: image sets drawn with replacement (seeded, the same for every point) on which
             each COCO mAP is computed again, for intervals of the BD-rates; 0: none.
     """
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     out = Path(out)
     if not images:
@@ -238,11 +255,14 @@ def evaluate(
     cells: dict[tuple[str, str], dict[str, dict]] = {}
     errors: dict[tuple[str, str], list[str]] = {}
     cache_keys: dict[tuple[str, str], str] = {}
+    coders: dict[tuple[str, str], str] = {}
     todo = []  # (codec, setting, key, image, cell path, keep path, cell key) of cells to compute
+    shared: dict[Path, list[tuple[str, str]]] = {}  # a cell asked for under several labels
     for codec, setting in jobs:
         cname = codec.name if codec else ORIGINAL
+        coder = codec.coder_name if codec else ORIGINAL  # files: the coder's, not the label's
         key = (cname, setting)
-        cells[key], errors[key] = {}, []
+        cells[key], errors[key], coders[key] = {}, [], coder
         reason = codec.available() if codec else None
         if reason:
             errors[key].append(f"{cname} unavailable: {reason}")
@@ -251,7 +271,10 @@ def evaluate(
         cache_keys[key] = codec.cache_key(setting) if codec else setting
         fingerprint = codec.fingerprint(setting) if codec else None  # once: it may run ffmpeg
         for i, p in enumerate(ok):
-            path = cell_path(out, cname, cache_keys[key], p.stem)
+            path = cell_path(out, coder, cache_keys[key], p.stem)
+            if path in shared:  # the same coder, setting and image under another label
+                shared[path].append(key)
+                continue
             ckey = cell_key(hashes[p.stem], codec, setting, tasks, fingerprint)
             if path.exists():
                 try:
@@ -260,16 +283,19 @@ def evaluate(
                     rec = {}
                 if _valid(rec, ckey):
                     cells[key][p.stem] = rec
+                    shared[path] = [key]
                     continue  # else another image, codec, task model or format: again
-            keep = decoded_path(out, cname, cache_keys[key], p.stem)
+            shared[path] = [key]
+            keep = decoded_path(out, coder, cache_keys[key], p.stem)
             todo.append((codec, setting, key, p, path, keep if i < keep_images else None, ckey))
             if i >= keep_images:
                 keep.unlink(missing_ok=True)  # an old image's decoding must not be shown
 
     def finish(item: tuple, rec: dict[str, Any] | None, err: str | None) -> None:
-        _, _, key, p, path, keep, ckey = item
+        _, _, _, p, path, keep, ckey = item
         if rec is None:
-            errors[key].append(f"{p.name}: {err}")
+            for key in shared[path]:
+                errors[key].append(f"{p.name}: {err}")
             if keep is not None:
                 keep.unlink(missing_ok=True)
             return
@@ -277,9 +303,15 @@ def evaluate(
         remove_stale_parts(path)  # a killed run's temporary file (the folder is this run's)
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(rec))
-        cells[key][p.stem] = rec
+        for key in shared[path]:
+            cells[key][p.stem] = rec
 
-    bar = tqdm(total=len(todo), disable=not progress, unit="cell", desc="eval")
+    # a cell read from the cache serves every label that asks for it
+    for keys in shared.values():
+        for key in keys[1:]:
+            cells[key].update({s: r for s, r in cells[keys[0]].items() if s not in cells[key]})
+
+    bar = progress_bar(len(todo), "eval", "cell", disable=not progress)  # plain lines off a tty
     if workers > 1 and len(todo) > 1:
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
@@ -397,6 +429,9 @@ def evaluate(
                 metrics,
                 errors[(cname, setting)],
                 replicates,
+                _mean([per_image[s].get("psnr", math.nan) for s in used]),
+                _mean([per_image[s].get("ms_ssim", math.nan) for s in used]),
+                coders[(cname, setting)],
             )
         )
     return {

@@ -260,7 +260,7 @@ def _build(
     overwrite: bool,
     progress: bool,
 ) -> BuildSummary:
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     done = {} if overwrite else read_manifest(out)
     if not overwrite:
@@ -278,12 +278,15 @@ def _build(
             log.seek(log.tell() - 1)
             if log.read(1) != b"\n":
                 _append(log, manifest, "\n")
-        bar = tqdm(total=len(files), desc=desc, disable=not progress, unit="image", position=index)
+        bar = progress_bar(  # plain lines when stderr is not a terminal
+            len(files), desc, "image", disable=not progress, position=index
+        )
         for path, target, sha, loaded in _prefetch(files, out, done, want, source):
             if loaded is None:  # done before, by the same source and settings, from this image
                 summary.skipped += 1
                 bar.total -= 1  # the rate and the ETA count the images still to make
-                bar.refresh()
+                if hasattr(bar, "refresh"):
+                    bar.refresh()
                 continue
             bar.update(1)
             if isinstance(loaded, _Failure):

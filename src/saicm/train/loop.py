@@ -304,7 +304,8 @@ def train(
 
 
 def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> TrainedModel | None:
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
+    from ..utils.progress import say
 
     rank, world, local_rank = dist_env()
     cfg.validate(world)
@@ -445,12 +446,13 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         pin_memory=cuda,
     )
     batches = iter(loader)
-    bar = tqdm(
-        total=cfg.steps,
+    bar = progress_bar(  # plain lines when stderr is not a terminal
+        cfg.steps,
+        cfg.model_name,
+        "step",
         initial=step,
         disable=not progress or rank != 0,
         dynamic_ncols=True,
-        desc=cfg.model_name,
     )
     t0, seen = time.perf_counter(), 0
     window: dict[str, float] = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}  # sums since the last row
@@ -531,7 +533,13 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
             window, window_steps = dict.fromkeys(window, 0.0), 0
         if cfg.val_images and rank == 0 and (step % cfg.val_every == 0 or step == cfg.steps):
             lms = validation_lmbdas(*cfg.lmbda_range) if cfg.variable_rate else None
-            logs.row("val", step, validate(net, cfg.val_images, cfg.val_masks, device, lms))
+            if progress:
+                say(f"step {step}: validating on {cfg.val_images}")
+            scores = validate(net, cfg.val_images, cfg.val_masks, device, lms)
+            logs.row("val", step, scores)
+            if progress:
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
+                say(f"step {step}: validation {shown}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save_checkpoint()
     bar.close()
@@ -559,6 +567,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         "history": cfg.history,
     }
     arch_config = {**get_architecture(cfg.arch).config, **cfg.arch_config}
+    if progress:
+        say(f"exporting {out / 'model.pt'}: CDF tables, 8-bit weights, rANS-coded")
     return export_model(
         out / "model.pt",
         net.cpu(),

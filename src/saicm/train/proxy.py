@@ -30,6 +30,9 @@ Which architectures take which proxy (:data:`NATIVE_QUANT`): ``mbt2018-mean`` (C
 
 from __future__ import annotations
 
+from .. import _compressai  # noqa: F401  (before CompressAI: see saicm._compressai)
+
+# isort: split
 from compressai.models import MeanScaleHyperprior
 from torch import Tensor, nn
 

@@ -4,11 +4,30 @@
 (fit, prune, fine-tune) -> ``bitstream`` (quantise, entropy-code, ``.snv``) -> ``evaluate``.
 """
 
-from .bitstream import VideoStream, decode_frames, encode_nerv, read_snv
-from .frames import Clip, read_clip, write_clip
-from .loss import VideoLoss, ssim
-from .nerv import NeRV, NeRVConfig, nerv_config
-from .train import VideoTrainConfig, load_nerv, train_video
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> the submodule that defines it (imported on first use: ``saicm video --help``
+#: and the parser of every command must not pay for torch)
+_WHERE = {
+    "VideoStream": "bitstream",
+    "decode_frames": "bitstream",
+    "encode_nerv": "bitstream",
+    "read_snv": "bitstream",
+    "Clip": "frames",
+    "read_clip": "frames",
+    "write_clip": "frames",
+    "VideoLoss": "loss",
+    "ssim": "loss",
+    "NeRV": "nerv",
+    "NeRVConfig": "nerv",
+    "nerv_config": "nerv",
+    "VideoTrainConfig": "train",
+    "load_nerv": "train",
+    "train_video": "train",
+}
 
 __all__ = [
     "Clip",
@@ -27,3 +46,13 @@ __all__ = [
     "train_video",
     "write_clip",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -99,7 +99,31 @@ def encode_nerv(
     data = body + struct.pack("<I", zlib.crc32(body))
     if path is not None:
         atomic_write_bytes(path, data)
+    _warn_if_larger_than_raw(len(data), frames, net.config.height, net.config.width, path)
     return data
+
+
+def _warn_if_larger_than_raw(
+    nbytes: int, frames: int, height: int, width: int, path: str | os.PathLike | None
+) -> None:
+    """A :class:`~saicm.errors.SaicmWarning` when ``nbytes`` exceed the clip's raw 8-bit RGB
+    frames (24 bits a pixel): the network has more weights than the clip has pixel bytes."""
+    raw = 3 * frames * height * width
+    if nbytes <= raw:
+        return
+    import warnings
+
+    from ..errors import SaicmWarning
+
+    bpp = 8 * nbytes / (frames * height * width)
+    warnings.warn(
+        f"{path or 'the .snv'}: {nbytes} bytes, larger than its {frames} raw frames of "
+        f"{width}x{height} ({raw} bytes; {bpp:.1f} bpp against 24): the network has more "
+        "weights than the clip has pixels; train a smaller preset (--size saicm-S is the "
+        "smallest), on more frames, or prune (--prune 0.5)",
+        SaicmWarning,
+        stacklevel=3,
+    )
 
 
 def _check_header_values(frames: object, fps: object, bits: object, error: type) -> None:

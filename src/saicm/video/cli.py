@@ -20,7 +20,7 @@ _EPOCHS = int_range(1, 100_000)
 
 
 def _frame_size(text: str) -> str:
-    from .frames import parse_size
+    from .presets import parse_size
 
     try:
         parse_size(text)
@@ -30,13 +30,13 @@ def _frame_size(text: str) -> str:
 
 
 def _size(text: str) -> str:
-    from .nerv import SIZES
+    from .presets import SIZES
 
     return choice(*SIZES)(text)
 
 
 def _max_frames(text: str) -> int:
-    from .bitstream import MAX_FRAMES
+    from .presets import MAX_FRAMES
 
     return int_range(1, MAX_FRAMES)(text)
 
@@ -94,6 +94,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = cfg.override(values, source=str(saved))
     values = {"video": args.video, **{k: getattr(args, k) for k in TRAIN_OPTIONS}}
     cfg = cfg.override(values, source="command line")
+    from ..cli import on_interrupt
+
+    on_interrupt(
+        lambda: f"{out} keeps the run as of its last checkpoint (every {cfg.checkpoint_every} "
+        f"epochs, if one was written); `saicm video train {args.video} -o {out} --resume` "
+        "continues it"
+    )
     model = _train_locked(cfg, out, args)
     if model is not None:
         print(f"trained {cfg.loss} ({cfg.size}) -> {model}")

@@ -119,7 +119,7 @@ def evaluate_video(
         SaicmError: a file that codes other frames; annotations of none of the frames, drawn
             on frames of another size, or of categories the detector does not know.
     """
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     t, h, w, _ = original.shape
     coded: list[tuple[str, str, np.ndarray, int, float]] = []
@@ -153,9 +153,10 @@ def evaluate_video(
         else:
             labels, ids = _check_annotations(annotations, ids, (h, w), detector, source)
     points = []
-    for label, setting, frames, nbytes, seconds in tqdm(
-        coded, disable=not progress, desc="video eval", unit="version"
-    ):
+    bar = progress_bar(  # plain lines when stderr is not a terminal
+        len(coded), "video eval", "version", iterable=coded, disable=not progress
+    )
+    for label, setting, frames, nbytes, seconds in bar:
         point = VideoPoint(
             label, setting, 8 * nbytes / (t * h * w), psnr(original, frames), t / seconds
         )

@@ -21,10 +21,7 @@ import numpy as np
 from ..errors import SaicmError
 from ..image import IMAGE_SUFFIXES, load_image, save_image
 from ..utils.io import atomic_path, no_space_error
-from .nerv import MAX_PIXELS, MAX_SIDE
-
-#: Frames a clip may have (the ``.snv`` limit, saicm.video.bitstream.MAX_FRAMES).
-MAX_FRAMES = 100_000
+from .presets import MAX_FRAMES, MAX_PIXELS, MAX_SIDE, parse_size  # light: the CLI checks
 
 __all__ = ["Clip", "frame_times", "parse_size", "read_clip", "write_clip"]
 
@@ -46,27 +43,6 @@ class Clip:
     def shape(self) -> tuple[int, int, int]:
         t, h, w, _ = self.frames.shape
         return t, h, w
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"WxH"`` -> ``(W, H)``; None stays None.
-
-    Raises :class:`SaicmError` unless both are integers in ``[1, MAX_SIDE]`` (4096) with at most
-    ``MAX_PIXELS`` (3840x2160) pixels: the limits of a NeRV frame (:mod:`saicm.video.nerv`),
-    checked before any frame is read or scaled.
-    """
-    if text is None:
-        return None
-    parts = str(text).lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and len(p.strip()) < 9 for p in parts):
-        raise SaicmError(f"--frame-size {text!r}: expected WIDTHxHEIGHT, e.g. 416x240")
-    w, h = (int(p) for p in parts)
-    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE) or w * h > MAX_PIXELS:
-        raise SaicmError(
-            f"--frame-size {text!r}: sides 1 to {MAX_SIDE} and at most {MAX_PIXELS} pixels "
-            "(3840x2160)"
-        )
-    return w, h
 
 
 def _fit(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import SaicmError
+from .presets import MAX_PIXELS, MAX_SIDE, SIZES  # plain data, kept light for the CLI
 
 __all__ = [
     "MAX_ACTIVATION",
@@ -49,9 +50,6 @@ __all__ = [
     "parameter_count",
 ]
 
-#: Limits of a NeRV config (a ``.snv`` header, a ``--frame-size``): sides, pixels of a frame.
-MAX_SIDE = 4096
-MAX_PIXELS = 3840 * 2160
 #: Widths of the stem and of every block, number of blocks, one block's stride.
 MAX_STEM_DIM = 8192
 MAX_CHANNELS = 1024
@@ -209,18 +207,6 @@ def activation_elements(c: NeRVConfig) -> int:
         peak = max(peak, cin * h * w + 2 * cout * s * s * h * w)
         h, w, cin = h * s, w * s, cout
     return max(peak, cin * h * w + 6 * h * w)
-
-
-#: Presets: stem hidden width, stem channels, first block width, width floor, PE levels,
-#: activation, head kernel, PE layout (every preset: the official PE order).
-SIZES: dict[str, tuple[int, int, int, int, int, str, int, str]] = {
-    "S": (512, 26, 26, 96, 40, "swish", 1, "interleave"),  # NeRV-S (README: fc_hw_dim 9_16_26)
-    "M": (512, 58, 58, 96, 40, "swish", 1, "interleave"),  # NeRV-M (9_16_58)
-    "L": (512, 112, 112, 96, 40, "swish", 1, "interleave"),  # NeRV-L (9_16_112)
-    "saicm-S": (256, 16, 96, 24, 80, "gelu", 3, "concat"),  # saicm's earlier S (result tables)
-    "saicm-M": (384, 24, 160, 32, 80, "gelu", 3, "concat"),
-    "saicm-L": (512, 32, 256, 48, 80, "gelu", 3, "concat"),
-}
 
 
 def choose_strides(

@@ -46,6 +46,8 @@ import yaml
 from ..errors import SaicmError
 from ..utils.io import atomic_path, read_weights_file, remove_stale_parts
 from ..utils.options import OptionError, check, choice, finite_float, int_range
+from ..utils.progress import progress as progress_bar
+from ..utils.progress import say
 from ..utils.runs import RunLogs, check_run_folder, dist_env
 from ..utils.settings import Settings
 from .bitstream import MAX_FRAMES
@@ -253,6 +255,7 @@ def _read_source(cfg: VideoTrainConfig, out: Path) -> Clip:
     (``clip.source`` unset: not cached yet)."""
     cached = _read_cache(out)
     if cached is None:
+        say(f"reading the frames of {cfg.video}")
         clip = read_clip(cfg.video, parse_size(cfg.frame_size), cfg.max_frames, cfg.frame_step)
         clip.source = None
         return clip
@@ -281,6 +284,7 @@ def _prepare_frames(
         with contextlib.suppress(FileNotFoundError):
             (out / CLIP).unlink()
         _clear_stale_frames(frames_dir)
+        say(f"caching {len(clip.frames)} frames in {frames_dir}")
         write_clip(clip.frames, frames_dir)
         meta = {
             "frames": len(clip.frames),
@@ -301,6 +305,7 @@ def _prepare_frames(
     from ..masks.sources import create_source
 
     mask_dir = out / "masks"
+    say(f"edge masks ({cfg.mask_source}) of {len(clip.frames)} frames into {mask_dir}")
     summary = build_masks([frames_dir], mask_dir, create_source(cfg.mask_source), progress=False)
     if summary.failures:
         name, why = next(iter(summary.failures.items()))
@@ -398,8 +403,6 @@ def train_video(
 def _train_video(
     cfg: VideoTrainConfig, out: Path, resume: bool, progress: bool, stop_after: int | None
 ) -> Path | None:
-    from tqdm import tqdm
-
     rank, world, local_rank = dist_env()
     cfg.validate(world)
     ckpt_path = out / CHECKPOINT
@@ -478,12 +481,12 @@ def _train_video(
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
 
-    bar = tqdm(
-        total=cfg.total_epochs,
+    bar = progress_bar(  # plain lines when stderr is not a terminal
+        cfg.total_epochs,
+        f"{cfg.loss} {cfg.size}",
+        "epoch",
         initial=epoch,
         disable=not progress or rank != 0,
-        desc=f"{cfg.loss} {cfg.size}",
-        unit="epoch",
     )
     while epoch < cfg.total_epochs:
         if cfg.prune > 0 and epoch >= cfg.epochs and keep is None:
