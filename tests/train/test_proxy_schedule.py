@@ -172,6 +172,18 @@ def test_cosine_schedule_values():
     assert [step.lr_at(s) for s in (4, 5)] == [1e-3, pytest.approx(1e-4)]
 
 
+def test_warmup_ramps_either_schedule_then_leaves_it():
+    step = TrainConfig(lr=1e-3, gamma=0.1, steps=10, milestones=[0.5], warmup=4)
+    assert [step.lr_at(s) for s in range(6)] == [
+        pytest.approx(v, rel=1e-12) for v in (2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-4)
+    ]
+    cos = TrainConfig(lr=1e-3, gamma=0.1, steps=10, schedule="cosine", warmup=2)
+    plain = TrainConfig(lr=1e-3, gamma=0.1, steps=10, schedule="cosine")
+    assert cos.lr_at(0) == pytest.approx(plain.lr_at(0) / 2, rel=1e-12)
+    assert [cos.lr_at(s) for s in range(2, 11)] == [plain.lr_at(s) for s in range(2, 11)]
+    assert TrainConfig(lr=1e-3, steps=10).lr_at(0) == 1e-3  # 0: no warm-up (runs before it)
+
+
 def test_a_cosine_run_trains_at_lr_at_and_a_resume_recomputes_it(tmp_path, corpus, capsys):
     run = tmp_path / "run"
     cfg = _cfg(corpus, steps=4, schedule="cosine")
