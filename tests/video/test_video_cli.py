@@ -221,8 +221,10 @@ def test_video_train_on_a_full_disk_leaves_no_run_folder(frames, tmp_path):
         [sys.executable, "-c", VIDEO_TRAIN_LIMIT, *argv], capture_output=True, text=True
     )
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    err = [ln for ln in r.stderr.splitlines() if ln.startswith("saicm:")]
+    # progress lines ("saicm: reading the frames ...") come first; the error is one line
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("saicm: error:")]
     assert len(err) == 1 and "no space left under this process's file-size limit" in err[0]
+    assert r.stderr.strip().splitlines()[-1] == err[0]
     assert str(run / "checkpoint.pt") in err[0], err
     assert not run.exists()  # no run folder without a checkpoint
 
