@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import os
 
 import numpy as np
 import pytest
@@ -225,3 +226,33 @@ def test_quant_is_fixed_for_a_resumed_run(tmp_path, corpus):
     train(_cfg(corpus, quant="ste"), run, progress=False)
     with pytest.raises(SaicmError, match=r"--resume: quant was 'ste' in this run, now 'mixed'"):
         train(_cfg(corpus, quant="mixed", steps=4), run, resume=True, progress=False)
+
+
+@pytest.mark.parametrize(("amp", "native", "warned"), [
+    ("bf16", False, "no native bfloat16"), ("bf16", True, None), ("off", False, None),
+    ("fp16", True, "meant for CUDA"),
+])  # fmt: skip
+def test_amp_that_slows_the_cpu_down_is_said(monkeypatch, amp, native, warned):
+    import warnings
+
+    from saicm.errors import SaicmWarning
+    from saicm.train import loop
+
+    monkeypatch.setattr(loop, "native_bf16", lambda: native)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        loop.check_amp(amp, torch.device("cpu"))
+        loop.check_amp(amp, torch.device("cuda"))  # never a word about a GPU's autocast
+    said = [str(w.message) for w in seen if issubclass(w.category, SaicmWarning)]
+    assert len(said) == (warned is not None), said
+    assert warned is None or warned in said[0]
+
+
+def test_native_bf16_reads_this_cpu():
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    from saicm.train.loop import native_bf16
+
+    if " avx512_bf16" in flags or " amx_bf16" in flags:
+        assert native_bf16()
+    elif flags and " avx512f" not in flags:  # an AVX2 machine: bf16 is emulated
+        assert not native_bf16()

@@ -19,6 +19,7 @@ import dataclasses
 import math
 import shutil
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader
 from ..codec.registry import create_model, get_architecture
 from ..codec.vbr import is_variable_rate
 from ..codec.zoo import TrainedModel, export_model, load_model
-from ..errors import SaicmError
+from ..errors import SaicmError, SaicmWarning
 from ..image import list_images
 from ..utils.io import atomic_path, remove_stale_parts
 from ..utils.runs import RunLogs, check_run_folder, dist_env
@@ -39,7 +40,7 @@ from .data import MaskedImageFolder, MicroBatches
 from .loss import RateDistortionLoss
 from .proxy import TrainingForward
 
-__all__ = ["sample_lmbda", "train", "validate", "validation_lmbdas"]
+__all__ = ["check_amp", "native_bf16", "sample_lmbda", "train", "validate", "validation_lmbdas"]
 
 CHECKPOINT = "checkpoint.pt"
 #: what a run writes into its folder (besides the logs, ``RunLogs.FILES``)
@@ -93,6 +94,39 @@ def _data_key(data: MaskedImageFolder) -> str:
 
 def _noise_seed(seed: int, step: int, micro: int) -> int:
     return (seed * 1_000_003 + step) * 1_009 + micro
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), as ``torch.autocast``
+    needs it to be faster than float32 (``torch.cpu`` private probes; False where absent)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
+
+
+def check_amp(amp: str, device: torch.device) -> None:
+    """Warn (:class:`~saicm.errors.SaicmWarning`) when ``--amp`` will make training slower.
+
+    ``bf16`` on a CPU without native bfloat16 is emulated: measured 10 to 30 times slower per
+    step than float32 on an AVX2 EPYC (``benchmarks/train_speed.py``, docs/BENCHMARKS.md);
+    ``fp16`` autocast is for CUDA.
+    """
+    if device.type != "cpu" or amp == "off":
+        return
+    if amp == "bf16" and not native_bf16():
+        warnings.warn(
+            f"--amp bf16: this CPU has no native bfloat16 (AVX-512 BF16 or AMX; PyTorch sees "
+            f"{torch.backends.cpu.get_cpu_capability()}), so autocast emulates it, about 10-30x "
+            "slower than --amp off (docs/BENCHMARKS.md); use --amp off here",
+            SaicmWarning,
+            stacklevel=2,
+        )
+    elif amp == "fp16":
+        warnings.warn(
+            "--amp fp16 on the CPU: float16 autocast is meant for CUDA; on the CPU it is "
+            "emulated and slow; use --amp off (or bf16 on a CPU with AVX-512 BF16)",
+            SaicmWarning,
+            stacklevel=2,
+        )
 
 
 def sample_lmbda(seed: int, step: int, low: float, high: float) -> float:
@@ -342,6 +376,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         dist.init_process_group("nccl" if cuda else "gloo")
     if cuda:
         torch.cuda.set_device(device)
+    if rank == 0:
+        check_amp(cfg.amp, device)
     torch.manual_seed(cfg.seed)
     net = create_model(cfg.arch, **cfg.arch_config)
     if is_variable_rate(net) != cfg.variable_rate:  # the table of config.py is out of date

@@ -15,20 +15,49 @@ __all__ = ["Settings", "read_yaml"]
 
 
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that reads ``1e-4`` and ``1.0e4`` as floats, as YAML 1.2 does (YAML
-    1.1, PyYAML's, wants a dot and a signed exponent and reads them as strings)."""
+    """``yaml.SafeLoader`` that resolves plain scalars by YAML 1.2's core schema, not PyYAML's
+    YAML 1.1 one, so that a setting means what it looks like:
+
+    - only ``true``/``false`` are booleans (YAML 1.1 also reads ``yes``, ``no``, ``on`` and
+      ``off``: ``amp: off`` would be ``False``; here it is the string ``off``);
+    - ``1e-4`` and ``1.0e4`` are floats (YAML 1.1 wants a dot and a signed exponent and reads
+      them as strings);
+    - ``010`` is ten, ``1:30`` a string (YAML 1.1: eight, and ninety by base 60), ``1_000`` a
+      string (the setting's type check then refuses it).
+    """
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+_CORE = {  # tag -> (pattern, first characters): YAML 1.2.2, 10.3.2 "Tag Resolution"
+    "tag:yaml.org,2002:bool": (r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    "tag:yaml.org,2002:int": (r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    "tag:yaml.org,2002:float": (
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+}
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _CORE]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, (_pattern, _first) in _CORE.items():
+    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+
+
+def _int_12(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """YAML 1.2 integers: decimal (a leading zero is decimal), ``0o`` octal, ``0x`` hex."""
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _int_12)
 
 
 def read_yaml(path: str | Path) -> Any:
-    """The YAML document in ``path`` (safe: plain data only, no Python tags), numbers in
-    exponent form (``1e-4``) read as floats.
+    """The YAML document in ``path`` (safe: plain data only, no Python tags), its plain scalars
+    read by YAML 1.2's core schema (``off`` is a string, ``1e-4`` a float; see ``_Loader``).
 
     Raises:
         OSError: the file cannot be read.
