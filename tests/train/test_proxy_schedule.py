@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-import os
 
 import numpy as np
 import pytest
@@ -249,8 +248,12 @@ def test_amp_that_slows_the_cpu_down_is_said(monkeypatch, amp, native, warned):
 
 
 def test_native_bf16_reads_this_cpu():
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    from pathlib import Path
+
     from saicm.train.loop import native_bf16
+
+    info = Path("/proc/cpuinfo")
+    flags = info.read_text() if info.exists() else ""
 
     if " avx512_bf16" in flags or " amx_bf16" in flags:
         assert native_bf16()
