@@ -240,3 +240,21 @@ def test_video_train_resume_refuses_a_string_in_its_config(frames, tmp_path, cap
     assert main([*argv[:-4], "--epochs", "2", "--resume"]) == 1
     err = capsys.readouterr().err
     assert "batch_size '1': expected an integer, written without quotes" in err
+
+
+def test_decode_into_a_folder_of_frames_refuses_or_replaces_them(snv, tmp_path, capsys):
+    out = tmp_path / "frames"
+    out.mkdir()
+    for i in range(9):  # an older, longer clip's frames, and a file that is not a frame
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(out / f"frame_{i:05d}.png")
+    (out / "notes.txt").write_text("mine")
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["video", "decode", str(snv), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds frames" in err[0] and "--overwrite" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing touched
+    assert main(["video", "decode", str(snv), "-o", str(out), "--overwrite"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"frame_{i:05d}.png" for i in range(6)] + ["notes.txt"]  # 6, not 9
+    assert Image.open(out / "frame_00000.png").size == (64, 64)
+    assert (out / "notes.txt").read_text() == "mine"

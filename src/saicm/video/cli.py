@@ -163,7 +163,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         refuse_existing([args.output], args.overwrite)
     stream = read_snv(args.file)
     start = time.perf_counter()
-    write_clip(iter_frames(stream.net, stream.frames), args.output, stream.fps)
+    write_clip(iter_frames(stream.net, stream.frames), args.output, stream.fps, args.overwrite)
     seconds = time.perf_counter() - start
     print(
         f"{args.output}: {stream.frames} frames (decoded and written at "
@@ -259,7 +259,8 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     d = vs.add_parser("decode", help="decode a .snv file into frames or a video")
     d.add_argument("file", metavar="FILE.snv")
     d.add_argument("-o", "--output", required=True, help="folder of PNG frames, or a .mp4 file")
-    _overwrite_flag(d)
+    _overwrite_flag(d, "replace an output file, or the frames of a folder, that exist (without "
+                    "it, either is an error)")
     d.set_defaults(func=cmd_decode)
 
     ev = vs.add_parser("eval", help="bpp, PSNR, decode speed and detection mAP against HEVC/VVC")

@@ -233,9 +233,15 @@ def write_clip(
     frames: np.ndarray | Iterable[np.ndarray],
     out: str | os.PathLike[str],
     fps: float = 25.0,
+    overwrite: bool = False,
 ) -> Path:
     """Write frames as a video (``out`` ends in a video suffix: H.264, CRF 12, yuv444p) or as
     numbered PNGs ``frame_NNNNN.png`` in the folder ``out``.
+
+    A folder that already holds ``frame_NNNNN.png`` files is refused (two clips would mix),
+    unless ``overwrite``: then, once the new frames are all written, the old frames (those
+    names only; other files in the folder stay) are replaced. A video file is replaced by the
+    caller's rule (:func:`saicm.utils.io.refuse_existing`).
 
     ``frames``: a ``(T, H, W, 3)`` uint8 array, or an iterable of such batches (all of one
     size; written as they come, so a long decode holds one batch). The video file, or the set of
@@ -254,9 +260,10 @@ def write_clip(
         return _write_video(chunks, out, fps)
     if out.exists() and not out.is_dir():
         raise SaicmError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(_FRAME.fullmatch(f.name) for f in out.iterdir()):
+    old = [f for f in out.iterdir() if _FRAME.fullmatch(f.name)] if out.is_dir() else []
+    if old and not overwrite:
         raise SaicmError(f"{out}: already holds frames (another clip's would mix in): give an "
-                         "empty or new folder")
+                         "empty or new folder, or --overwrite to replace them")
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out))
     try:
@@ -275,6 +282,8 @@ def write_clip(
                 count += 1
         if not count:
             raise SaicmError("frames must be a non-empty (T, H, W, 3) uint8 array")
+        for f in old:  # a longer old clip leaves no frames behind the new one's last
+            f.unlink(missing_ok=True)
         for i in range(count):
             os.replace(tmp / f"frame_{i:05d}.png", out / f"frame_{i:05d}.png")
     finally:
