@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -124,20 +126,31 @@ def vbr_model(tmp_path_factory):
 
 
 @pytest.fixture()
-def corpus(tmp_path, photo):
-    """Two 128x128 crops of a real photo and an edge mask of every 8th row: ``(images, masks)``
-    folders for training tests
-    (``tests/train/test_loop.py`` has its own, larger)."""
-    img_dir, mask_dir = tmp_path / "images", tmp_path / "masks"
-    img_dir.mkdir()
-    mask_dir.mkdir()
-    for i, (y, x) in enumerate([(0, 0), (200, 240)]):
-        crop = photo[y : y + 128, x : x + 128]
-        Image.fromarray(crop).save(img_dir / f"p{i}.png")
-        edges = np.zeros(crop.shape[:2], bool)
-        edges[::8] = True
-        Image.fromarray(edges).save(mask_dir / f"p{i}.png")
-    return img_dir, mask_dir
+def make_corpus(tmp_path, photo):
+    """``make_corpus({name: (y, x, h, w)})``: ``(images, masks)`` folders under ``tmp_path``
+    for training tests: each crop of a real photo as ``images/<name>.png`` and an edge mask of
+    every 8th row as ``masks/<name>.png``."""
+
+    def make(crops: dict[str, tuple[int, int, int, int]]) -> tuple[Path, Path]:
+        img_dir, mask_dir = tmp_path / "images", tmp_path / "masks"
+        img_dir.mkdir()
+        mask_dir.mkdir()
+        for name, (y, x, h, w) in crops.items():
+            crop = photo[y : y + h, x : x + w]
+            Image.fromarray(crop).save(img_dir / f"{name}.png")
+            edges = np.zeros(crop.shape[:2], bool)
+            edges[::8] = True
+            Image.fromarray(edges).save(mask_dir / f"{name}.png")
+        return img_dir, mask_dir
+
+    return make
+
+
+@pytest.fixture()
+def corpus(make_corpus):
+    """Two 128x128 crops of a real photo and their edge masks (``make_corpus``); some test
+    modules define a larger or smaller one."""
+    return make_corpus({"p0": (0, 0, 128, 128), "p1": (200, 240, 128, 128)})
 
 
 class SmallDisk:

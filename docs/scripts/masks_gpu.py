@@ -43,39 +43,9 @@ def _bench():
 
 def tiny_sam() -> torch.nn.Module:
     """A random Sam with a 64-pixel ViT (the tests' model), for a CPU dry run."""
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
+    from saicm.masks.tiny import build_tiny_sam
 
-    torch.manual_seed(0)
-    enc = ImageEncoderViT(
-        img_size=64,
-        patch_size=16,
-        embed_dim=32,
-        depth=1,
-        num_heads=2,
-        mlp_ratio=2.0,
-        out_chans=32,
-        qkv_bias=True,
-        window_size=0,
-    )
-    pe = PromptEncoder(
-        embed_dim=32, image_embedding_size=(4, 4), input_image_size=(64, 64), mask_in_chans=4
-    )
-    md = MaskDecoder(
-        num_multimask_outputs=3,
-        transformer_dim=32,
-        iou_head_depth=1,
-        iou_head_hidden_dim=32,
-        transformer=TwoWayTransformer(depth=1, embedding_dim=32, mlp_dim=64, num_heads=2),
-    )
-    return Sam(
-        enc, pe, md, pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375]
-    ).eval()
+    return build_tiny_sam(0)
 
 
 def main() -> None:

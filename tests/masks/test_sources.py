@@ -9,43 +9,12 @@ import torch
 from saicm.errors import ModelError, SaicmError
 from saicm.masks.edges import label_edges, paint_segments
 from saicm.masks.sources import SamEdges, build_sam, create_source
+from saicm.masks.tiny import build_tiny_sam
 
 
 def tiny_sam(seed: int = 0):
     """A randomly initialised Sam, small enough for a CPU test (64-pixel input)."""
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
-
-    torch.manual_seed(seed)
-    enc = ImageEncoderViT(
-        img_size=64,
-        patch_size=16,
-        embed_dim=32,
-        depth=1,
-        num_heads=2,
-        mlp_ratio=2.0,
-        out_chans=32,
-        qkv_bias=True,
-        window_size=0,
-    )
-    pe = PromptEncoder(
-        embed_dim=32, image_embedding_size=(4, 4), input_image_size=(64, 64), mask_in_chans=4
-    )
-    md = MaskDecoder(
-        num_multimask_outputs=3,
-        transformer_dim=32,
-        iou_head_depth=1,
-        iou_head_hidden_dim=32,
-        transformer=TwoWayTransformer(depth=1, embedding_dim=32, mlp_dim=64, num_heads=2),
-    )
-    return Sam(
-        enc, pe, md, pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375]
-    ).eval()
+    return build_tiny_sam(seed)
 
 
 def test_label_edges_are_exactly_the_label_changes():

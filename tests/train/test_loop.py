@@ -16,17 +16,8 @@ from saicm.train import RateDistortionLoss, TrainConfig, train
 
 
 @pytest.fixture()
-def corpus(tmp_path, photo):
-    img_dir, mask_dir = tmp_path / "images", tmp_path / "masks"
-    img_dir.mkdir()
-    mask_dir.mkdir()
-    for i, (y, x) in enumerate([(0, 0), (200, 240)]):
-        crop = photo[y : y + 160, x : x + 192]
-        Image.fromarray(crop).save(img_dir / f"p{i}.png")
-        edges = np.zeros(crop.shape[:2], bool)
-        edges[::8] = True
-        Image.fromarray(edges).save(mask_dir / f"p{i}.png")
-    return img_dir, mask_dir
+def corpus(make_corpus):
+    return make_corpus({"p0": (0, 0, 160, 192), "p1": (200, 240, 160, 192)})
 
 
 def test_edge_loss_ignores_pixels_outside_the_mask():

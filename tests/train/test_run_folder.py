@@ -8,10 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from saicm.cli import main
 from saicm.errors import SaicmError
@@ -19,15 +17,8 @@ from saicm.train import TrainConfig
 
 
 @pytest.fixture()
-def corpus(tmp_path, photo):
-    img_dir, mask_dir = tmp_path / "images", tmp_path / "masks"
-    img_dir.mkdir()
-    mask_dir.mkdir()
-    Image.fromarray(photo[:64, :64]).save(img_dir / "p.png")
-    edges = np.zeros((64, 64), bool)
-    edges[::8] = True
-    Image.fromarray(edges).save(mask_dir / "p.png")
-    return img_dir, mask_dir
+def corpus(make_corpus):
+    return make_corpus({"p": (0, 0, 64, 64)})
 
 
 def _argv(corpus, run, steps: int) -> list[str]:

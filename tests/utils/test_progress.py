@@ -7,9 +7,7 @@ import csv
 import re
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from saicm.cli import main
 from saicm.train import TrainConfig, train
@@ -35,17 +33,8 @@ def test_off_a_terminal_progress_is_plain_lines_at_each_tenth(capsys):
 
 
 @pytest.fixture()
-def corpus(tmp_path, photo):
-    img_dir, mask_dir = tmp_path / "images", tmp_path / "masks"
-    img_dir.mkdir()
-    mask_dir.mkdir()
-    for i, (y, x) in enumerate([(0, 0), (200, 240)]):
-        crop = photo[y : y + 160, x : x + 192]
-        Image.fromarray(crop).save(img_dir / f"p{i}.png")
-        edges = np.zeros(crop.shape[:2], bool)
-        edges[::8] = True
-        Image.fromarray(edges).save(mask_dir / f"p{i}.png")
-    return img_dir, mask_dir
+def corpus(make_corpus):
+    return make_corpus({"p0": (0, 0, 160, 192), "p1": (200, 240, 160, 192)})
 
 
 def test_training_prints_its_validation_and_export(tmp_path, corpus, capsys):
