@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -48,3 +50,18 @@ def test_a_config_with_amp_off_trains_and_yes_for_a_choice_is_refused(tmp_path):
     path.write_text("amp: yes\n")
     with pytest.raises(SaicmError, match="amp 'yes': choose from off, bf16, fp16"):
         TrainConfig.from_file(path).validate()
+
+
+def test_strings_that_look_like_numbers_are_written_quoted():
+    from saicm.utils.settings import dump_yaml
+
+    data = {
+        "video": "1e5", "images": "2e3", "name": "0o17", "a": "off", "b": "010", "c": "1:30",
+        "d": "yes", "e": ".inf", "f": "plain", "n": 3, "x": 1e-5, "t": True,
+    }  # fmt: skip
+    text = dump_yaml(data)
+    assert yaml.safe_load(text) == data  # a YAML 1.1 reader
+    path = Path(tempfile.mkdtemp()) / "c.yaml"
+    path.write_text(text)
+    assert read_yaml(path) == data  # saicm's YAML 1.2 reader
+    assert list(read_yaml(path)) == list(data)  # order kept

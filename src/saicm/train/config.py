@@ -13,7 +13,7 @@ import yaml
 
 from ..codec.registry import get_architecture
 from ..errors import SaicmError
-from ..utils.settings import Settings, read_yaml
+from ..utils.settings import Settings, dump_yaml, read_yaml
 from .loss import LOSSES
 
 __all__ = ["DEFAULT_LMBDA", "RESUME_APPLIED", "RESUME_FIXED", "VARIABLE_RATE_ARCHS", "TrainConfig"]
@@ -182,7 +182,7 @@ class TrainConfig(Settings):
         from ..utils.io import atomic_path
 
         with atomic_path(path) as tmp:
-            tmp.write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+            tmp.write_text(dump_yaml(dataclasses.asdict(self)))
 
     def validate(self, world: int = 1) -> None:
         """Check every setting (range and type, see :data:`saicm.utils.checks.TRAIN_CHECKS`)

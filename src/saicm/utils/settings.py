@@ -11,7 +11,7 @@ import yaml
 
 from ..errors import SaicmError
 
-__all__ = ["Settings", "read_yaml"]
+__all__ = ["Settings", "dump_yaml", "read_yaml"]
 
 
 class _Loader(yaml.SafeLoader):
@@ -53,6 +53,35 @@ def _int_12(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _int_12)
+
+
+class _Resolver12(yaml.resolver.Resolver):
+    """The resolver of ``_Loader`` on its own: which tag YAML 1.2 gives a plain scalar."""
+
+
+_Resolver12.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+_RESOLVE_12 = _Resolver12()
+
+
+class _Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that also quotes a string YAML 1.2 would read as another type."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    as_12 = _RESOLVE_12.resolve(yaml.ScalarNode, data, (True, False))
+    style = "'" if as_12 != "tag:yaml.org,2002:str" else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text of plain data (mappings, lists, strings, numbers, booleans, None) that reads
+    back as the same values both with :func:`read_yaml` (YAML 1.2) and with a YAML 1.1 reader
+    (``yaml.safe_load``): a string that either would take for a number or a boolean (``off``,
+    ``1e5``, ``0o17``) is quoted. Keys keep their order."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
 
 
 def read_yaml(path: str | Path) -> Any:

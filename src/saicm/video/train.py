@@ -49,7 +49,7 @@ from ..utils.options import OptionError, check, choice, finite_float, int_range
 from ..utils.progress import progress as progress_bar
 from ..utils.progress import say
 from ..utils.runs import RunLogs, check_run_folder, dist_env
-from ..utils.settings import Settings
+from ..utils.settings import Settings, dump_yaml
 from .bitstream import MAX_FRAMES
 from .frames import Clip, parse_size, read_clip, write_clip
 from .loss import LOSSES, VideoLoss
@@ -423,7 +423,7 @@ def _train_video(
             remove_stale_parts(out / name)
         record = {**dataclasses.asdict(cfg), "history": history}
         with atomic_path(out / "config.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(record, sort_keys=False))
+            tmp.write_text(dump_yaml(record))
         clip, masks = _prepare_frames(cfg, out, source)
     if world > 1:
         dist.barrier()
