@@ -15,6 +15,7 @@ from PIL import Image
 from pytorch_msssim import ms_ssim as reference_ms_ssim
 
 from saicm.cli import main
+from saicm.errors import SaicmError
 from saicm.eval.codecs import LearnedCodec, model_family, parse_codec
 from saicm.eval.metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr
 from saicm.eval.runner import evaluate
@@ -132,3 +133,20 @@ def test_eval_prints_its_table(two_images, tmp_path, capsys):
     page = (out / "report.html").read_text()
     assert "PSNR dB" in page and "MS-SSIM" in page
     assert "psnr_db" in (out / "results.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("specs", "why"),
+    [
+        (["jpeg:10", "jpeg:10,40"], "the label names two codecs"),
+        (["jpeg=webp:50", "jpeg:50"], "the label names two codecs"),
+        (["jpeg:10,40,10"], "the setting 10 is given twice"),
+        (["_original=jpeg:10"], "a label saicm keeps"),
+    ],
+)
+def test_two_points_of_one_label_and_setting_are_refused(two_images, detection, tmp_path, specs,
+                                                         why):  # fmt: skip
+    images, out = sorted(two_images.iterdir()), tmp_path / "r"
+    evaluate(images, [parse_codec("jpeg:10")], [detection], out, progress=False)  # a cache
+    with pytest.raises(SaicmError, match=why):
+        evaluate(images, [parse_codec(s) for s in specs], [detection], out, progress=False)

@@ -220,12 +220,29 @@ def evaluate(
         workers: processes coding and recognising images in parallel (1: in this process).
         bootstrap: image sets drawn with replacement (seeded, the same for every point) on which
             each COCO mAP is computed again, for intervals of the BD-rates; 0: none.
+
+    Raises:
+        SaicmError: no images, two images of one name, a label given to two codecs or a
+            setting given twice in one (each label is one curve, each setting one point), ...
     """
     from ..utils.progress import progress as progress_bar
 
     out = Path(out)
     if not images:
         raise SaicmError("no images to evaluate")
+    labels: dict[str, Codec] = {}
+    for c in codecs:  # a point is (label, setting): two of one would overwrite each other
+        if c.name == ORIGINAL:
+            raise SaicmError(f"--codec {c.name}: a label saicm keeps for the uncompressed images")
+        if c.name in labels:
+            raise SaicmError(
+                f"--codec {c.name}: the label names two codecs; give each curve its own label "
+                f"(LABEL=SPEC) and all of a codec's settings in one --codec, e.g. {c.name}:A,B"
+            )
+        labels[c.name] = c
+        twice = sorted({s for s in c.settings if list(c.settings).count(s) > 1})
+        if twice:
+            raise SaicmError(f"--codec {c.name}: the setting {twice[0]} is given twice")
     if bootstrap < 0:
         raise SaicmError(f"bootstrap {bootstrap}: a number of image draws, 0 or more")
     stems = [p.stem for p in images]
