@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import platform
+import queue as queue_mod
 import resource
 import statistics
 import time
@@ -115,7 +116,14 @@ def run(kind: str, name: str, repeats: int) -> dict:
     q = ctx.Queue()
     p = ctx.Process(target=_measure, args=(kind, name, repeats, q))
     p.start()
-    res = q.get()
+    while True:  # a child that failed (its traceback is on stderr) puts nothing: do not wait
+        try:
+            res = q.get(timeout=5)
+            break
+        except queue_mod.Empty:
+            if not p.is_alive():
+                why = f"{kind} {name}: the measuring process failed (exit {p.exitcode})"
+                raise SystemExit(why) from None
     p.join()
     return res
 
@@ -217,7 +225,7 @@ def integrity_cost(names: list[str] | None) -> None:
 
 
 def main() -> None:
-    from saicm.codec import installed_models, list_models
+    from saicm.codec import installed_models, list_architectures
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -233,7 +241,7 @@ def main() -> None:
         integrity_cost(args.trained)
         return
     rows = [("anchor", ANCHOR)]
-    rows += [("arch", n) for n in (args.models or list_models())]
+    rows += [("arch", n) for n in (args.models or list_architectures())]
     trained = args.trained if args.trained is not None else [m["name"] for m in installed_models()]
     rows += [("trained", n) for n in trained]
     print(
