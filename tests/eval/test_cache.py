@@ -119,3 +119,9 @@ def test_a_cell_of_another_cache_format_or_cut_short_is_computed_again(tmp_path,
     assert _points(evaluate([img], codecs, [detection], out, progress=False)) == good
     cell.write_text(cell.read_text()[:20])  # cut by a crash
     assert _points(evaluate([img], codecs, [detection], out, progress=False)) == good
+    # what a SIGKILL while writing the cell leaves: removed when the cell is computed again
+    stale = cell.parent / ".img.json.k2b4c6d8.part.json"
+    stale.write_text("{")
+    cell.unlink()
+    assert _points(evaluate([img], codecs, [detection], out, progress=False)) == good
+    assert not stale.exists() and cell.exists()

@@ -43,7 +43,11 @@ def test_masks_manifest_and_resume_after_a_kill(folder, tmp_path):
         build_masks([folder], out, Killed(3), progress=False)
     assert len(read_manifest(out)) == 3
     assert not list(out.glob("*.part*"))  # nothing half-written
+    # what a SIGKILL during a write leaves: removed on resume, for this job's targets only
+    (out / ".im4.png.k2b4c6d8.part.png").write_bytes(b"half a PNG")
+    (out / ".theirs.png.k2b4c6d8.part.png").write_bytes(b"another job's")
     summary = build_masks([folder], out, FelzenszwalbEdges(), progress=False)
+    assert [p.name for p in out.glob(".*.part*")] == [".theirs.png.k2b4c6d8.part.png"]
     assert (summary.done, summary.skipped, summary.failures) == (2, 3, {})
     manifest = read_manifest(out)
     assert sorted(manifest) == [f"im{i}" for i in range(5)]

@@ -24,6 +24,7 @@ from saicm.utils.io import (
     refuse_foreign_report,
     refuse_overwrite,
     remove_stale_parts,
+    remove_stale_parts_of,
     same_path,
 )
 
@@ -217,6 +218,16 @@ def test_a_resumed_job_removes_its_own_stale_temporaries_only(tmp_path):
     assert [p.name for p in removed] == [n for n in left if n.startswith(".checkpoint.pt.")]
     remaining = sorted(p.name for p in tmp_path.iterdir())
     assert remaining == sorted([*others, *(n for n in left if n.startswith(".model.pt."))])
+    # the one-scan form: the same rule for many targets; a target not named keeps its own
+    (tmp_path / ".checkpoint.pt.k2b4c6d8.part.pt").write_text("stale")
+    (tmp_path / ".other.png.a1b2c3d4.part.png").write_text("another shard's, in flight")
+    removed = remove_stale_parts_of(tmp_path, ["checkpoint.pt", "model.pt"])
+    assert sorted(p.name for p in removed) == sorted(
+        [".checkpoint.pt.k2b4c6d8.part.pt", *(n for n in left if n.startswith(".model.pt."))]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*others, ".other.png.a1b2c3d4.part.png"]
+    )
 
 
 def test_a_read_only_folder_names_the_users_path(tmp_path, small_disk):

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import SaicmError
 from ..image import load_image, save_image
 from ..utils.fingerprint import file_sha256
-from ..utils.io import atomic_path, remove_stale_parts
+from ..utils.io import atomic_path, remove_stale_parts, remove_stale_parts_of
 from .codecs import Codec
 from .metrics import coco_map, coco_map_resampled, ms_ssim, pseudo_ground_truth, psnr
 from .tasks import Task
@@ -317,7 +317,6 @@ def evaluate(
                 keep.unlink(missing_ok=True)
             return
         rec["key"] = ckey
-        remove_stale_parts(path)  # a killed run's temporary file (the folder is this run's)
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(rec))
         for key in shared[path]:
@@ -328,6 +327,11 @@ def evaluate(
         for key in keys[1:]:
             cells[key].update({s: r for s, r in cells[keys[0]].items() if s not in cells[key]})
 
+    by_folder: dict[Path, list[str]] = {}
+    for item in todo:
+        by_folder.setdefault(item[4].parent, []).append(item[4].name)
+    for folder, names in by_folder.items():  # a killed run's temporary files (this run's folder)
+        remove_stale_parts_of(folder, names)
     bar = progress_bar(len(todo), "eval", "cell", disable=not progress)  # plain lines off a tty
     if workers > 1 and len(todo) > 1:
         from concurrent.futures import ProcessPoolExecutor

@@ -28,7 +28,7 @@ from PIL import Image
 from ..errors import SaicmError
 from ..image import is_image_file, load_image
 from ..utils.fingerprint import file_sha256
-from ..utils.io import atomic_path, folder_lock, refuse_overwrite, remove_stale_parts
+from ..utils.io import atomic_path, folder_lock, refuse_overwrite, remove_stale_parts_of
 from .sources import MaskSource
 
 __all__ = ["BuildSummary", "build_masks", "find_images", "read_manifest", "torchrun_shard"]
@@ -266,6 +266,8 @@ def _build(
     if not overwrite:
         _check_folder(out, done, source, files)
     manifest = out / f"manifest-{index}of{count}.jsonl"
+    # a killed run's temporary files, of this shard's targets only (others may be writing)
+    remove_stale_parts_of(out, (f"{p.stem}.png" for p in files))
     summary = BuildSummary()
     t0 = time.perf_counter()
     want = _content_settings(source.name, source.settings())
@@ -301,7 +303,6 @@ def _build(
             except SaicmError as exc:
                 summary.failures[str(path)] = _reason(path, exc)
                 continue
-            remove_stale_parts(target)  # a killed run's temporary file (this shard's target)
             with atomic_path(target) as tmp:
                 Image.fromarray(result.mask.astype(bool)).save(tmp, format="PNG")
             fraction = float(result.mask.mean())

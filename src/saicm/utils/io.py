@@ -28,6 +28,7 @@ __all__ = [
     "refuse_foreign_report",
     "refuse_overwrite",
     "remove_stale_parts",
+    "remove_stale_parts_of",
     "same_path",
     "space_message",
 ]
@@ -175,6 +176,35 @@ def remove_stale_parts(path: str | os.PathLike[str]) -> list[Path]:
     with contextlib.suppress(OSError):
         for entry in os.scandir(path.parent):
             if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+_ANY_PART = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.part(?P<suffix>.*)")
+
+
+def remove_stale_parts_of(folder: str | os.PathLike[str], names: Iterable[str]) -> list[Path]:
+    """:func:`remove_stale_parts` for many files of one folder at once: one scan of ``folder``
+    (a job writing N files calls this once, not N times: N scans of a folder of N files would
+    cost N^2). Removes the temporary files :func:`atomic_path` left for the files of ``folder``
+    named in ``names`` (e.g. this shard's targets), nothing else.
+
+    Returns:
+        the files removed.
+    """
+    wanted = set(names)
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            m = _ANY_PART.fullmatch(entry.name)
+            if (
+                m is not None
+                and m["name"] in wanted
+                and Path(m["name"]).suffix == m["suffix"]
+                and entry.is_file(follow_symlinks=False)
+            ):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))
