@@ -15,7 +15,7 @@ from saicm.cli import main
 from saicm.errors import SaicmWarning
 from saicm.eval.codecs import ffmpeg_exe
 from saicm.video.bitstream import read_snv
-from saicm.video.frames import frame_times, read_clip
+from saicm.video.frames import packet_times, read_clip
 
 #: Each frame's time on screen (s): 7 frames over 1.64 s, 0.04 to 0.52 s apart (multiples of
 #: 0.04 s, the concat demuxer's grid for still images).
@@ -50,7 +50,7 @@ def _seconds(video) -> tuple[int, float]:
 
 
 def test_the_real_frames_are_read_at_their_average_rate(vfr):
-    times, last = frame_times(vfr)
+    times, last = packet_times(vfr)
     assert len(times) == 7
     # the clip's gaps are those it was made with; the concat demuxer gives the last frame 0.04 s
     assert np.diff(times) == pytest.approx(DURATIONS[:-1], abs=1e-3)

@@ -258,3 +258,10 @@ def test_decode_into_a_folder_of_frames_refuses_or_replaces_them(snv, tmp_path, 
     assert names == [f"frame_{i:05d}.png" for i in range(6)] + ["notes.txt"]  # 6, not 9
     assert Image.open(out / "frame_00000.png").size == (64, 64)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_frames_folder_with_a_dot_in_its_name_is_a_folder(snv, tmp_path):
+    out = tmp_path / "clip.v1"
+    assert main(["video", "decode", str(snv), "-o", str(out)]) == 0
+    assert main(["video", "decode", str(snv), "-o", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:05d}.png" for i in range(6)]

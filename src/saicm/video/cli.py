@@ -156,10 +156,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     from ..utils.io import refuse_existing
     from .bitstream import iter_frames, read_snv
-    from .frames import write_clip
+    from .frames import is_video_output, write_clip
 
     _refuse_inputs(args.output, args.file)
-    if Path(args.output).suffix:  # a video file (a folder of frames refuses frames it holds)
+    if is_video_output(args.output):  # a video file (a folder of frames refuses its frames)
         refuse_existing([args.output], args.overwrite)
     stream = read_snv(args.file)
     start = time.perf_counter()
@@ -173,7 +173,6 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-
     from .evaluate import ANCHORS, evaluate_video, write_video_report
     from .frames import parse_size, read_clip
 

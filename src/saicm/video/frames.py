@@ -23,7 +23,7 @@ from ..image import IMAGE_SUFFIXES, load_image, save_image
 from ..utils.io import atomic_path, no_space_error
 from .presets import MAX_FRAMES, MAX_PIXELS, MAX_SIDE, parse_size  # light: the CLI checks
 
-__all__ = ["Clip", "frame_times", "parse_size", "read_clip", "write_clip"]
+__all__ = ["Clip", "is_video_output", "packet_times", "parse_size", "read_clip", "write_clip"]
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".m4v", ".mpg", ".mpeg")
 _FRAME = re.compile(r"frame_\d{5}\.png")
@@ -154,7 +154,7 @@ def _read_video(
     return frames, _kept_rate(path, float(meta.get("fps") or 0.0), len(frames), read, step)
 
 
-def frame_times(path: str | os.PathLike[str]) -> tuple[np.ndarray, float] | None:
+def packet_times(path: str | os.PathLike[str]) -> tuple[np.ndarray, float] | None:
     """Presentation times (seconds, from the first frame, in display order) of the frames of
     a video file's first video stream, and the last frame's duration (0 where the file does not
     say); None where the container gives no time for some frame.
@@ -204,7 +204,7 @@ def _kept_rate(path: Path, fps: float, kept: int, read: int, step: int) -> float
 
     from ..errors import SaicmWarning
 
-    timed = frame_times(path)
+    timed = packet_times(path)
     if timed is None or len(timed[0]) < read or read < 2:
         return fps / step if fps else 0.0
     times, last = timed
@@ -227,6 +227,12 @@ def _kept_rate(path: Path, fps: float, kept: int, read: int, step: int) -> float
         stacklevel=4,
     )
     return rate
+
+
+def is_video_output(out: str | os.PathLike[str]) -> bool:
+    """Whether :func:`write_clip` writes ``out`` as one video file (its suffix names a format
+    it writes), not as a folder of frames (``clip.v1/`` is a folder)."""
+    return Path(out).suffix.lower() in _WRITE_FORMATS
 
 
 def write_clip(
@@ -256,7 +262,7 @@ def write_clip(
         raise SaicmError(f"{out}: write {', '.join(_WRITE_FORMATS)} or a folder of frames")
     if suffix in IMAGE_SUFFIXES:
         raise SaicmError(f"{out}: give a folder for frames or a video file name")
-    if suffix in _WRITE_FORMATS:
+    if is_video_output(out):
         return _write_video(chunks, out, fps)
     if out.exists() and not out.is_dir():
         raise SaicmError(f"{out}: exists and is not a folder")
