@@ -107,3 +107,41 @@ def test_a_file_that_is_not_coco_is_one_error(tmp_path):
         load_coco(bad)
     with pytest.raises(SaicmError, match="no such annotation file"):
         load_coco(tmp_path / "none.json")
+
+
+GOOD = {
+    "images": [{"id": 1, "file_name": "a.png"}],
+    "annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}],
+    "categories": [{"id": 1, "name": "person"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "field", "value", "why"),
+    [
+        ("categories", None, None, "'categories' is not a list"),
+        ("categories", "id", [1], "id [1]: expected an integer or a string"),
+        ("categories", "name", 5, "name 5: expected a string"),
+        ("images", "id", True, "id true: expected an integer or a string"),
+        ("images", "file_name", None, "file_name null: expected a file name"),
+        ("annotations", "category_id", {"a": 1}, "category_id {\"a\": 1}"),
+        ("annotations", "image_id", 1.5, "image_id 1.5"),
+        ("annotations", "bbox", [1, 2, 3], "bbox [1, 2, 3]: expected [x, y, width, height]"),
+        ("annotations", "bbox", [1, 2, -3, 4], "width and height >= 0"),
+        ("annotations", "bbox", [1, 2, "3", 4], "expected [x, y, width, height]"),
+    ],
+)  # fmt: skip
+def test_hostile_field_types_are_one_error_naming_the_file(tmp_path, key, field, value, why):
+    gt = json.loads(json.dumps(GOOD))
+    if field is None:
+        gt[key] = value
+    else:
+        gt[key][0][field] = value
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(gt))
+    with pytest.raises(SaicmError, match=f"{path}: not a COCO annotation file") as info:
+        load_coco(path)
+    assert why in str(info.value)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(GOOD))
+    assert load_coco(good) == GOOD

@@ -17,6 +17,7 @@ way for every command that reads a COCO file (``saicm eval``, ``saicm masks --so
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -52,6 +53,8 @@ def load_coco(path: str | Path) -> dict[str, Any]:
     need = {"images": ("id", "file_name"), "annotations": ("image_id", "category_id")}
     if not isinstance(gt, dict) or not all(isinstance(gt.get(k), list) for k in need):
         raise SaicmError(f"{path}: not a COCO annotation file (no 'images' and 'annotations')")
+    if not isinstance(gt.get("categories", []), list):
+        raise SaicmError(f"{path}: not a COCO annotation file ('categories' is not a list)")
     for key, fields in [*need.items(), ("categories", ("id",))]:
         for entry in gt.get(key, []):
             if not isinstance(entry, dict) or any(f not in entry for f in fields):
@@ -59,7 +62,44 @@ def load_coco(path: str | Path) -> dict[str, Any]:
                     f"{path}: not a COCO annotation file (an entry of '{key}' without "
                     f"{' and '.join(repr(f) for f in fields)})"
                 )
+            for f, ok, want in _FIELD_TYPES:
+                if f in entry and not ok(entry[f]):
+                    raise SaicmError(
+                        f"{path}: not a COCO annotation file (an entry of '{key}' has "
+                        f"{f} {_short(entry[f])}: {want})"
+                    )
     return gt
+
+
+def _is_id(v: object) -> bool:
+    return isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+
+
+def _is_box(v: object) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) == 4
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        and all(math.isfinite(x) for x in v)
+        and v[2] >= 0
+        and v[3] >= 0
+    )
+
+
+#: (field, check, what it must be) for every field saicm reads from a COCO file.
+_FIELD_TYPES = (
+    ("id", _is_id, "expected an integer or a string"),
+    ("image_id", _is_id, "expected an integer or a string"),
+    ("category_id", _is_id, "expected an integer or a string"),
+    ("file_name", lambda v: isinstance(v, str) and v != "", "expected a file name"),
+    ("name", lambda v: isinstance(v, str), "expected a string"),
+    ("bbox", _is_box, "expected [x, y, width, height], finite, width and height >= 0"),
+)
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _parts(file_name: str) -> tuple[str, ...]:
