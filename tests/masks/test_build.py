@@ -195,6 +195,17 @@ def test_sam_masks_resume_and_the_manifest_names_the_model(folder, tmp_path):
     # other weights are other masks: refused, naming the model's hash
     with pytest.raises(SaicmError, match="model_sha256"):
         build_masks([folder], out, _sam_source(seed=1)[0], progress=False)
+    # a manifest written before those settings existed: its masks are the defaults' (kept)
+    for manifest in out.glob("manifest-*.jsonl"):
+        lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+        for line in lines:
+            for key in ("crop_n_layers", "min_mask_region_area", "model_sha256"):
+                del line["settings"][key]
+        manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = build_masks([folder], out, _sam_source()[0], progress=False)
+    assert (summary.done, summary.skipped) == (0, 5)
+    with pytest.raises(SaicmError, match="crop_n_layers=0 \\(now 1\\)"):  # not the defaults
+        build_masks([folder], out, _sam_source(crop_n_layers=1)[0], progress=False)
 
 
 def test_both_sam_generators_write_the_same_masks(folder, tmp_path):

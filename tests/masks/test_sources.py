@@ -146,3 +146,8 @@ def test_objects_refined_by_sam_name_the_model_in_their_settings():
     assert "model_sha256" not in src.settings()  # not known before the weights are read
     src.load()
     assert src.settings()["model_sha256"] == state_sha256(build_sam(ckpt, "lite_medsam"))
+    # LiteMedSAM's weights are bundled: --sam-type lite_medsam alone refines with SAM too
+    bundled = create_source("objects", sam_type="lite_medsam", device="cpu").load()
+    assert bundled._predictor is not None
+    assert bundled.settings()["model_sha256"] == src.settings()["model_sha256"]
+    assert create_source("objects").load()._predictor is None  # no weights: filled boxes

@@ -140,6 +140,21 @@ def _content_settings(source_name: str, settings: dict) -> dict:
     return {"source": source_name, **{k: v for k, v in plain.items() if k not in _NOT_CONTENT}}
 
 
+#: Settings that sources gained after masks had been made without them, with the value those
+#: masks were made with; None: not recorded then (the SAM weights' hash; the checkpoint path
+#: was), so not compared.
+_ADDED_SETTINGS = {"crop_n_layers": 0, "min_mask_region_area": 0, "model_sha256": None}
+
+
+def _recorded_settings(rec: dict, want: dict) -> dict:
+    """The content settings of a manifest record, with the settings it predates filled in."""
+    have = _content_settings(rec.get("source", "?"), rec.get("settings", {}))
+    for key, old in _ADDED_SETTINGS.items():
+        if key in want and key not in have:
+            have[key] = want[key] if old is None else old
+    return have
+
+
 def _check_folder(
     out: Path, done: dict[str, dict], source: MaskSource, files: list[Path]
 ) -> None:
@@ -147,7 +162,7 @@ def _check_folder(
     not write (no manifest), instead of taking them for this run's finished work."""
     want = _content_settings(source.name, source.settings())
     for stem, rec in done.items():
-        have = _content_settings(rec.get("source", "?"), rec.get("settings", {}))
+        have = _recorded_settings(rec, want)
         if have != want:
             diff = sorted(
                 (k for k in want.keys() | have.keys() if want.get(k) != have.get(k)),
@@ -227,7 +242,7 @@ def _prefetch(
         if (
             target.is_file()
             and old.get("image_sha256") == sha
-            and _content_settings(old.get("source", "?"), old.get("settings", {})) == want
+            and _recorded_settings(old, want) == want
         ):
             return path, target, sha, None
         try:

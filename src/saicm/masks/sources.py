@@ -392,7 +392,8 @@ class ObjectMasks(MaskSource):
     Arguments:
         annotations: COCO instances json.
         min_score: detector score threshold.
-        checkpoint, sam_type: SAM weights for box refinement.
+        checkpoint, sam_type: SAM weights for box refinement (``lite_medsam`` needs no
+            checkpoint: its weights are bundled).
         device: ``cuda``/``cpu`` for SAM.
     """
 
@@ -452,7 +453,7 @@ class ObjectMasks(MaskSource):
             from ..tasks import SSDMobileNetV2
 
             self._detector = SSDMobileNetV2(min_score=self.min_score)
-            if self.checkpoint:
+            if self.checkpoint or self.sam_type == "lite_medsam":  # its weights are bundled
                 from segment_anything import SamPredictor
 
                 from ..utils.fingerprint import state_sha256
