@@ -234,3 +234,25 @@ def test_the_api_raises_no_torch_jit_notice():
         timeout=300,
     )
     assert proc.returncode == 0 and "jit" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("version", "files", "free"),
+    [
+        # v2: 8 GiB limit, 7 GiB used of which 5 GiB is page cache it may drop: 6 GiB free
+        (2, {"memory.max": "8589934592", "memory.current": "7516192768",
+             "memory.stat": "anon 2147483648\ninactive_file 5368709120\n"}, 6 * 2**30),
+        (2, {"memory.max": "max", "memory.current": "1"}, 1 << 62),
+        (2, {"memory.max": "1073741824", "memory.current": "536870912"}, 2**29),  # no stat
+        (1, {"memory.limit_in_bytes": "4294967296", "memory.usage_in_bytes": "4294967296",
+             "memory.stat": "cache 3\ntotal_inactive_file 1073741824\n"}, 2**30),
+        (1, {"memory.limit_in_bytes": str(2**63 - 4096), "memory.usage_in_bytes": "5"}, 1 << 62),
+        (2, {}, 1 << 62),  # no cgroup files (not Linux, or no memory controller)
+    ],
+)  # fmt: skip
+def test_the_cgroup_budget_does_not_count_page_cache(tmp_path, version, files, free):
+    from saicm.codec.api import cgroup_free
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert cgroup_free(str(tmp_path), version) == free

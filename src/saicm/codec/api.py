@@ -75,24 +75,51 @@ def _process_limit() -> int:
             free = min(free, soft - _status_bytes("VmSize"))
     except (ImportError, OSError, ValueError):
         pass
-    for limit, usage in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # v2
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",  # v1
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
-    ):
-        try:
-            with open(limit) as f:
-                text = f.read().strip()
-            if text == "max" or int(text) >= 1 << 60:  # v1 writes "unlimited" as ~2^63
-                continue
-            with open(usage) as f:
-                used = int(f.read().strip())
-            free = min(free, int(text) - used)
-        except (OSError, ValueError):
-            continue
+    for version, root in ((2, "/sys/fs/cgroup"), (1, "/sys/fs/cgroup/memory")):
+        free = min(free, cgroup_free(root, version))
     return max(free, 0)
+
+
+def cgroup_free(root: str, version: int) -> int:
+    """Bytes the cgroup whose memory files are in ``root`` may still allocate: its limit less
+    its working set (usage less the page cache it may reclaim, ``inactive_file``); 2^62 when
+    unlimited or unreadable.
+
+    Arguments:
+        root: ``/sys/fs/cgroup`` (v2) or ``/sys/fs/cgroup/memory`` (v1).
+        version: 2 (``memory.max``, ``memory.current``) or 1 (``memory.limit_in_bytes``,
+            ``memory.usage_in_bytes``, ``total_inactive_file``).
+    """
+    limit, usage, cache = (
+        ("memory.max", "memory.current", "inactive_file")
+        if version == 2
+        else ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+    )
+    try:
+        with open(f"{root}/{limit}") as f:
+            text = f.read().strip()
+        if text == "max" or int(text) >= 1 << 60:  # v1 writes "unlimited" as ~2^63
+            return 1 << 62
+        with open(f"{root}/{usage}") as f:
+            used = int(f.read().strip())
+    except (OSError, ValueError):
+        return 1 << 62
+    return int(text) - (used - _cgroup_stat(f"{root}/memory.stat", cache))
+
+
+def _cgroup_stat(path: str, key: str) -> int:
+    """A field of a cgroup's ``memory.stat`` (bytes; 0 where absent). The usage counts the
+    page cache of files read, which the kernel reclaims under pressure: ``inactive_file`` is
+    taken off it, as container runtimes count a working set."""
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _status_bytes(field: str) -> int:
