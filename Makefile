@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)   ## compress + decode the bundled photo with the shipped model, run a detector
 	$(BIN)/saicm demo -o demo
 
-test: $(STAMP)   ## lint, then the whole test suite
+test: $(STAMP)   ## lint, the import contracts (pyproject.toml, docs/ARCHITECTURE.md), the suite
 	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)  ## speed benchmarks (by hand; results go to docs/BENCHMARKS.md)

@@ -94,8 +94,8 @@ def _config_args(options: list[str]) -> argparse.Namespace:
 
 def _config(options: list[str]):
     """The validated TrainConfig of ``saicm train OPTIONS`` (as ``cmd_train`` builds it)."""
-    from saicm.cli import TRAIN_OPTIONS
     from saicm.train import TrainConfig
+    from saicm.train.cli import TRAIN_OPTIONS
 
     args = _config_args(options)
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()

@@ -143,7 +143,7 @@ def build(workdir: Path, mutants: int, seed: int, every: int = 1) -> None:
     from skimage import data as skdata
 
     from saicm.codec import create_model, encode, export_model
-    from saicm.utils.weight_coding import encode_state
+    from saicm.codec.weight_coding import encode_state
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -256,8 +256,8 @@ def child(workdir: Path, kind: str, start: int) -> None:
 
     warnings.simplefilter("ignore")
     from saicm.codec import decode, load_model
+    from saicm.codec.weight_coding import decode_state
     from saicm.errors import SaicmError
-    from saicm.utils.weight_coding import decode_state
 
     model = load_model(workdir / ("vbr.pt" if kind == "vbr" else "tiny.pt"))
     files = sorted((workdir / kind).glob("*.bin"))

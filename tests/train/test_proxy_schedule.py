@@ -235,13 +235,13 @@ def test_amp_that_slows_the_cpu_down_is_said(monkeypatch, amp, native, warned):
     import warnings
 
     from saicm.errors import SaicmWarning
-    from saicm.train import loop
+    from saicm.train import amp as amp_module
 
-    monkeypatch.setattr(loop, "native_bf16", lambda: native)
+    monkeypatch.setattr(amp_module, "native_bf16", lambda: native)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        loop.check_amp(amp, torch.device("cpu"))
-        loop.check_amp(amp, torch.device("cuda"))  # never a word about a GPU's autocast
+        amp_module.check_amp(amp, torch.device("cpu"))
+        amp_module.check_amp(amp, torch.device("cuda"))  # never a word about a GPU's autocast
     said = [str(w.message) for w in seen if issubclass(w.category, SaicmWarning)]
     assert len(said) == (warned is not None), said
     assert warned is None or warned in said[0]
@@ -250,7 +250,7 @@ def test_amp_that_slows_the_cpu_down_is_said(monkeypatch, amp, native, warned):
 def test_native_bf16_reads_this_cpu():
     from pathlib import Path
 
-    from saicm.train.loop import native_bf16
+    from saicm.train.amp import native_bf16
 
     info = Path("/proc/cpuinfo")
     flags = info.read_text() if info.exists() else ""

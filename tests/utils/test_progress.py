@@ -57,7 +57,7 @@ def test_training_prints_its_validation_and_export(tmp_path, corpus, capsys):
 
 
 def test_ctrl_c_says_what_survives_and_how_to_continue(tmp_path, corpus, monkeypatch, capsys):
-    import saicm.cli as cli
+    import saicm.train.cli as cli  # the train command lives there (issue 23)
 
     images, masks = corpus
     run = tmp_path / "run"

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from saicm.cli import main
+from saicm.codec.weight_coding import dequantize, quantize
 from saicm.errors import BitstreamError, SaicmError
 from saicm.eval.metrics import psnr
-from saicm.utils.weight_coding import dequantize, quantize
 from saicm.video import (
     NeRV,
     VideoLoss,

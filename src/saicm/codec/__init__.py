@@ -1,18 +1,35 @@
-"""The learned image codec: architectures, trained models, the ``.sic`` format and its API."""
+"""The learned image codec: architectures, trained models, the ``.sic`` format and its API.
 
-from .. import _compressai  # noqa: F401  (first: CompressAI without its import-time notice)
-from .api import decode, encode, resolve_model
-from .bitstream import Bitstream, pack, unpack
-from .rate import RateChoice, encode_to_bpp
-from .registry import create_model, get_architecture, list_architectures, register_architecture
-from .zoo import (
-    DEFAULT_MODEL,
-    TrainedModel,
-    export_model,
-    installed_models,
-    list_models,
-    load_model,
-)
+The names below are imported on first use (PEP 562), so that ``saicm.codec.cli`` (the parser of
+``saicm encode | decode | models``) does not pay for torch and CompressAI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> the submodule that defines it
+_WHERE = {
+    "decode": "api",
+    "encode": "api",
+    "resolve_model": "api",
+    "Bitstream": "bitstream",
+    "pack": "bitstream",
+    "unpack": "bitstream",
+    "RateChoice": "rate",
+    "encode_to_bpp": "rate",
+    "create_model": "registry",
+    "get_architecture": "registry",
+    "list_architectures": "registry",
+    "register_architecture": "registry",
+    "DEFAULT_MODEL": "installed",
+    "TrainedModel": "model_file",
+    "export_model": "model_file",
+    "installed_models": "installed",
+    "list_models": "installed",
+    "load_model": "installed",
+}
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -34,3 +51,13 @@ __all__ = [
     "resolve_model",
     "unpack",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

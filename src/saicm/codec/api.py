@@ -18,9 +18,10 @@ import torch
 from ..errors import BitstreamError, ImageError, ModelError, SaicmError
 from ..image import ImageLike, crop, to_array, to_rgb, to_tensor
 from .bitstream import FORMAT_VERSION, VBR_FORMAT_VERSION, Bitstream, pack, unpack
+from .installed import load_installed_model, load_model
 from .latents import decode_latents, encode_latents
+from .model_file import TrainedModel
 from .registry import get_architecture
-from .zoo import TrainedModel, load_installed_model, load_model
 
 __all__ = ["ModelLike", "decode", "encode", "memory_budget", "rate_gain", "resolve_model"]
 

@@ -187,6 +187,9 @@ def encode_symbols(
     Returns the stream and the out-of-range symbols, which the caller stores and hands back to
     :func:`decode_symbols`. Raises ``ValueError`` for escape-bearing tables or bad indexes.
     """
+    from .. import _compressai  # noqa: F401  (before CompressAI)
+
+    # isort: split
     from compressai.ans import RansEncoder
 
     if tables.escape:
@@ -233,6 +236,9 @@ class StreamDecoder:
     def __init__(
         self, data: bytes, total: int, tables: Tables, error: type[SaicmError] = BitstreamError
     ) -> None:
+        from .. import _compressai  # noqa: F401  (before CompressAI)
+
+        # isort: split
         from compressai.ans import RansDecoder
 
         if tables.escape:
@@ -376,6 +382,9 @@ def legacy_paddings(data: bytes) -> tuple[bytes, bytes]:
 
 
 def _serve(data: bytes, tables: Tables, req: int, res: int) -> None:
+    from .. import _compressai  # noqa: F401  (before CompressAI)
+
+    # isort: split
     from compressai.ans import RansDecoder
 
     decoders = []

@@ -9,9 +9,10 @@ table boundary the index differs, the coder desynchronises and the image is garb
 
 What (the method, chosen by measurement; docs/BENCHMARKS.md):
 
-1. The whole entropy-parameter path is computed in float64 on the CPU: for ``mbt2018-mean``
-   the hyper-synthesis ``h_s``; for LIC-TCM ``h_mean_s``, ``h_scale_s`` and, slice by slice,
-   SWAtten, the ``cc_*_transforms`` and the LRP that feeds later slices. Two float64 decoders
+1. The whole entropy-parameter path is computed in float64 on the CPU: the modules each
+   architecture names (:mod:`saicm.codec.entropy_params`: for ``mbt2018-mean`` the
+   hyper-synthesis ``h_s``; for LIC-TCM ``h_mean_s``, ``h_scale_s`` and, slice by slice,
+   SWAtten, the ``cc_*_transforms`` and the LRP that feeds later slices). Two float64 decoders
    disagree by ~1e-14 relative (measured), where float32 ones disagree by ~3e-6.
 2. The encoder finds the symbols whose float64 scale lies within ``MARGIN`` (relative) of a
    table boundary and signals their index in the file (:class:`~saicm.codec.bitstream.Checks`);
@@ -30,6 +31,10 @@ one level (8-bit) in a few pixels; ``tests/codec/test_latents.py`` tests that bo
 
 from __future__ import annotations
 
+from .. import _compressai  # noqa: F401  (before CompressAI: see saicm._compressai)
+
+# isort: split
+
 import copy
 import warnings
 import weakref
@@ -38,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from compressai.models import CompressionModel, MeanScaleHyperprior
+from compressai.models import CompressionModel
 from torch import Tensor, nn
 
 from ..errors import BitstreamError, ModelError, SaicmWarning
@@ -52,7 +57,7 @@ from .entropy import (
     encode_symbols,
     restore_outliers,
 )
-from .tcm import TCM
+from .entropy_params import EntropyParameters, VariableRate
 
 __all__ = ["MARGIN", "Coded", "decode_latents", "encode_latents", "scale_indexes"]
 
@@ -72,23 +77,19 @@ ARITHMETIC = (
 )
 
 
-_PARAM_MODULES_TCM = (
-    "h_mean_s",
-    "h_scale_s",
-    "atten_mean",
-    "atten_scale",
-    "cc_mean_transforms",
-    "cc_scale_transforms",
-    "lrp_transforms",
-)
+def _structure(net: CompressionModel) -> EntropyParameters:
+    """``net`` as the entropy-parameter interface (:mod:`saicm.codec.entropy_params`).
+
+    Raises:
+        ModelError: the network does not implement it.
+    """
+    if not isinstance(net, EntropyParameters):
+        raise ModelError(f"saicm cannot code latents of {type(net).__name__}")
+    return net
 
 
 def _sources(net: CompressionModel) -> list[nn.Module]:
-    if isinstance(net, TCM):
-        return [net._modules[k] for k in _PARAM_MODULES_TCM]
-    if isinstance(net, MeanScaleHyperprior):
-        return [net.h_s]
-    raise ModelError(f"saicm cannot code latents of {type(net).__name__}")
+    return [net._modules[k] for k in _structure(net).entropy_modules]
 
 
 def _state_key(tensors) -> tuple:
@@ -105,12 +106,7 @@ def _param_net(net: CompressionModel) -> nn.Module:
     cached = _PARAMS.get(net)
     if cached is not None and (cached[0] is None or cached[0] == key):
         return cached[1]
-    if isinstance(net, TCM):
-        p = copy.copy(net)
-        p._parameters, p._buffers = {}, {}
-        p._modules = {k: copy.deepcopy(net._modules[k]) for k in _PARAM_MODULES_TCM}
-    else:
-        p = copy.deepcopy(net.h_s)
+    p = copy.deepcopy(net.entropy_param_module())
     p = p.double().to(memory_format=torch.contiguous_format).eval()
     for t in p.parameters():
         t.requires_grad_(False)
@@ -228,7 +224,7 @@ def encode_latents(net: CompressionModel, x: Tensor, gain: float | None = None) 
     ztab, ytab = coding_tables(net)
     p = _param_net(net)
     y = net.g_a(x)
-    z = net.h_a(y)
+    z = net.hyper_analysis(y)
     med = _medians(net)
     zq = torch.round(z.float() - med)
     z_hat = zq + med
@@ -236,24 +232,18 @@ def encode_latents(net: CompressionModel, x: Tensor, gain: float | None = None) 
     z_sym = _symbols(zq[0])
     acc.add(_z_indexes(net, tuple(zq.shape[1:])), z_sym)
     table = net.gaussian_conditional.scale_table
-    y64 = y.double().contiguous()
-    if isinstance(net, TCM):
-        scales0 = p.h_scale_s(z_hat.double())
-        means0 = p.h_mean_s(z_hat.double())
-        done: list[Tensor] = []
-        for i, y_slice in enumerate(y64.chunk(net.num_slices, 1)):
-            mu, scale, support = p._slice_params(i, done, means0, scales0, y.shape[2:])
-            _check_encoder(scale, mu)
-            q = torch.round(y_slice - mu)
-            idx, near = scale_indexes(scale, table)
-            acc.add(idx, _symbols(q), near)
-            done.append(p._refine(i, support, q + mu))
-    else:
-        scales, means = p(z_hat.double()).chunk(2, 1)
-        _check_encoder(scales, means)
-        q = torch.round((y64 - means) * g)
-        idx, near = scale_indexes(scales * g, table)
+    parts = iter(net.y_slices(y.double().contiguous()))
+
+    def code(scale: Tensor, mu: Tensor) -> Tensor:
+        """Round the next part of ``y``; its reconstruction (without a variable-rate model's
+        offsets: single-part models use none of it)."""
+        _check_encoder(scale, mu)
+        q = torch.round((next(parts) - mu) * g)
+        idx, near = scale_indexes(scale * g, table)
         acc.add(idx, _symbols(q), near)
+        return q / g + mu  # q + mu, exactly, for a fixed-rate model (g = 1)
+
+    net.code_y(p, z_hat.double(), y.shape[2:], code)
     n_z = acc.idx[0].size
     z_stream, z_out = encode_symbols(acc.sym[0], acc.idx[0], ztab)
     y_idx, y_sym = np.concatenate(acc.idx[1:]), np.concatenate(acc.sym[1:])
@@ -277,9 +267,7 @@ def _gain(net: CompressionModel, gain: float | None) -> float:
         ModelError: a gain for a fixed-rate model, none for a variable-rate one, or one outside
             the model's range.
     """
-    from .vbr import is_variable_rate
-
-    if not is_variable_rate(net):
+    if not isinstance(net, VariableRate):
         if gain is not None:
             raise ModelError("a fixed-rate model takes no rate setting (gain)")
         return 1.0
@@ -385,24 +373,14 @@ def decode_latents(
         acc.sym[-1] = sym
         return torch.from_numpy(sym.astype(np.float64)).reshape(mu.shape)
 
-    size = (zh * 4, zw * 4)
-    if isinstance(net, TCM):
-        scales0 = p.h_scale_s(z_hat.double())
-        means0 = p.h_mean_s(z_hat.double())
-        done: list[Tensor] = []
-        for i in range(net.num_slices):
-            mu, scale, support = p._slice_params(i, done, means0, scales0, size)
-            q = next_symbols(scale, mu)
-            done.append(p._refine(i, support, q + mu))
-        y_hat = torch.cat(done, dim=1)
-    elif gain is not None:  # a variable-rate model
-        scales, means = p(z_hat.double()).chunk(2, 1)
-        q = next_symbols(scales * g, means)
-        off = net.offsets(q.float(), scales.float(), g).double()
-        y_hat = q.sign() * (q.abs() + off) / g + means
-    else:
-        scales, means = p(z_hat.double()).chunk(2, 1)
-        y_hat = next_symbols(scales, means) + means
+    def part(scale: Tensor, mu: Tensor) -> Tensor:
+        q = next_symbols(scale * g, mu)
+        if gain is None:
+            return q + mu
+        off = net.offsets(q.float(), scale.float(), g).double()  # a variable-rate model
+        return q.sign() * (q.abs() + off) / g + mu
+
+    y_hat = net.code_y(p, z_hat.double(), (zh * 4, zw * 4), part)
     if _crc(acc.idx) != checks.indexes:
         raise BitstreamError(f"file check failed: {ARITHMETIC} (entropy-model indexes differ)")
     if _crc(acc.sym) != checks.symbols:
@@ -426,6 +404,7 @@ def _decode_v1(net: CompressionModel, strings: tuple[bytes, ...], latent_shape) 
     if len(strings) != 2:
         raise BitstreamError(f".sic file holds {len(strings)} strings, this model codes 2")
     ztab, ytab = coding_tables(net, escape=True)
+    _structure(net)
     zh, zw = latent_shape
     c_z = int(net.entropy_bottleneck.quantized_cdf.shape[0])
     with IsolatedDecoder(strings[1], ztab) as dec:
@@ -433,22 +412,13 @@ def _decode_v1(net: CompressionModel, strings: tuple[bytes, ...], latent_shape) 
     z_hat = torch.from_numpy(z_sym.astype(np.float32)).reshape(1, c_z, zh, zw) + _medians(net)
     gc = net.gaussian_conditional
     with IsolatedDecoder(strings[0], ytab) as dec:
-        if isinstance(net, TCM):
-            scales0, means0 = net.h_scale_s(z_hat), net.h_mean_s(z_hat)
-            size = torch.Size((zh * 4, zw * 4))
-            done: list[Tensor] = []
-            for i in range(net.num_slices):
-                mu, scale, support = net._slice_params(i, done, means0, scales0, size)
-                _finite(scale, mu)
-                idx = gc.build_indexes(scale).reshape(-1).numpy()
-                q = torch.from_numpy(dec.decode(idx).astype(np.float32)).reshape(mu.shape)
-                done.append(net._refine(i, support, q + mu))
-            y_hat = torch.cat(done, dim=1)
-        else:
-            scales, means = net.h_s(z_hat).chunk(2, 1)
-            _finite(scales, means)
-            idx = gc.build_indexes(scales).reshape(-1).numpy()
-            q = torch.from_numpy(dec.decode(idx).astype(np.float32)).reshape(means.shape)
-            y_hat = q + means
+
+        def part(scale: Tensor, mu: Tensor) -> Tensor:
+            _finite(scale, mu)
+            idx = gc.build_indexes(scale).reshape(-1).numpy()
+            q = torch.from_numpy(dec.decode(idx).astype(np.float32)).reshape(mu.shape)
+            return q + mu
+
+        y_hat = net.code_y(net.entropy_param_module(), z_hat, torch.Size((zh * 4, zw * 4)), part)
     _finite(y_hat)
     return y_hat

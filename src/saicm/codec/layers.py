@@ -10,6 +10,10 @@ of the authors' released checkpoints, so official LIC-TCM and SA-ICM weights loa
 
 from __future__ import annotations
 
+from .. import _compressai  # noqa: F401  (before CompressAI: see saicm._compressai)
+
+# isort: split
+
 import torch
 import torch.nn.functional as F
 from compressai.layers import AttentionBlock, ResidualBlock

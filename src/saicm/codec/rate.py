@@ -19,8 +19,8 @@ import numpy as np
 from ..errors import SaicmError
 from ..image import ImageLike, to_rgb
 from .api import ModelLike, encode, resolve_model
+from .model_file import TrainedModel
 from .vbr import is_variable_rate
-from .zoo import TrainedModel
 
 __all__ = ["LMBDA_STEP", "RateChoice", "encode_to_bpp", "file_bpp"]
 

@@ -1,7 +1,7 @@
 """Architectures registered by name, each with its default configuration as data.
 
 ``create_model("tcm")`` builds a randomly initialised network; trained weights are loaded with
-:func:`saicm.codec.zoo.load_model`. Register a new architecture with::
+:func:`saicm.codec.installed.load_model`. Register a new architecture with::
 
     @register_architecture("my-net", config={"N": 128}, paper="...")
     def my_net(N: int) -> CompressionModel: ...
@@ -10,20 +10,25 @@ How a model turns an image into what its network codes, and back (:class:`Coding
 rule, entropy-table resolution, output rounding) is a property of the model, not of saicm: each
 architecture names the :class:`Coding` that saicm's own models of it use (``coding``) and, where
 its authors publish checkpoints, the one their code uses (``published``); a model file records its
-own (see :mod:`saicm.codec.zoo`).
+own (see :mod:`saicm.codec.model_file`).
 """
 
 from __future__ import annotations
+
+from .. import _compressai  # noqa: F401  (before CompressAI: see saicm._compressai)
+
+# isort: split
 
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from compressai.models import CompressionModel, MeanScaleHyperprior
+from compressai.models import CompressionModel
 from torch import Tensor
 
 from ..errors import ModelError
+from .hyperprior import Bmshj2018Hyperprior, Mbt2018Mean
 from .tcm import TCM
 
 __all__ = [
@@ -253,8 +258,8 @@ def create_model(name: str, **overrides: Any) -> CompressionModel:
 
     Arguments:
         name: a registered architecture (:func:`list_architectures`): ``tcm`` (LIC-TCM as in the
-            paper), ``tcm-small``, ``mbt2018-mean``, ``mbt2018-mean-vbr``; ``saicm models``
-            describes each.
+            paper), ``tcm-small``, ``mbt2018-mean``, ``mbt2018-mean-vbr``,
+            ``bmshj2018-hyperprior``; ``saicm models`` describes each.
         overrides: entries of the architecture's config to replace (``N``, ``M`` and so on:
             ``get_architecture(name).config`` lists them and their defaults).
 
@@ -335,7 +340,7 @@ def _tcm_small(**config: Any) -> CompressionModel:
     coding_bytes_per_pixel=500,
 )
 def _mbt2018_mean(N: int, M: int) -> CompressionModel:
-    return MeanScaleHyperprior(N=N, M=M)
+    return Mbt2018Mean(N=N, M=M)
 
 
 @register_architecture(
@@ -352,3 +357,15 @@ def _mbt2018_mean_vbr(N: int, M: int, levels: int) -> CompressionModel:
     from .vbr import VariableRateMeanScale
 
     return VariableRateMeanScale(N=N, M=M, levels=levels)
+
+
+@register_architecture(
+    "bmshj2018-hyperprior",
+    config={"N": 128, "M": 192},
+    paper="Balle, Minnen, Singh, Hwang, Johnston, Variational Image Compression with a Scale "
+    "Hyperprior, ICLR 2018",
+    description="CompressAI's scale hyperprior (zero means; 5.08 M parameters at N=128, M=192)",
+    coding_bytes_per_pixel=500,
+)
+def _bmshj2018_hyperprior(N: int, M: int) -> CompressionModel:
+    return Bmshj2018Hyperprior(N=N, M=M)

@@ -8,7 +8,12 @@ same 76.57 M parameters and parameter names as the authors' release.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from .. import _compressai  # noqa: F401  (before CompressAI: see saicm._compressai)
+
+# isort: split
+
+import copy
+from collections.abc import Callable, Sequence
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -154,6 +159,51 @@ class TCM(CompressionModel):
         """Latent residual prediction: recover part of the quantisation error."""
         lrp = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
         return y_hat_slice + 0.5 * torch.tanh(lrp)
+
+    # -- the entropy-parameter structure (saicm.codec.entropy_params) ----------------------
+    #: What computes the entropy parameters: the hyper-synthesis pair, then per slice SWAtten,
+    #: the channel-conditional transforms and the LRP that feeds later slices.
+    entropy_modules: tuple[str, ...] = (
+        "h_mean_s",
+        "h_scale_s",
+        "atten_mean",
+        "atten_scale",
+        "cc_mean_transforms",
+        "cc_scale_transforms",
+        "lrp_transforms",
+    )
+
+    def entropy_param_module(self) -> nn.Module:
+        """A view of the network holding only :attr:`entropy_modules` (shared, not copied),
+        with its methods (``_slice_params``, ``_refine``)."""
+        view = copy.copy(self)
+        view._parameters, view._buffers = {}, {}
+        view._modules = {k: self._modules[k] for k in self.entropy_modules}
+        return view
+
+    def hyper_analysis(self, y: Tensor) -> Tensor:
+        return self.h_a(y)
+
+    def y_slices(self, y: Tensor) -> Sequence[Tensor]:
+        return y.chunk(self.num_slices, 1)
+
+    def code_y(
+        self,
+        p: nn.Module,
+        z_hat: Tensor,
+        size: Sequence[int],
+        code: Callable[[Tensor, Tensor], Tensor],
+    ) -> Tensor:
+        """Slice by slice, with ``p`` (a copy or view of :meth:`entropy_param_module`): each
+        slice's parameters from ``z_hat`` and the slices before it (refined by the LRP),
+        ``code(scale, mu)`` its reconstruction."""
+        scales0 = p.h_scale_s(z_hat)
+        means0 = p.h_mean_s(z_hat)
+        done: list[Tensor] = []
+        for i in range(self.num_slices):
+            mu, scale, support = p._slice_params(i, done, means0, scales0, size)
+            done.append(p._refine(i, support, code(scale, mu)))
+        return torch.cat(done, dim=1)
 
     def forward(self, x: Tensor) -> dict[str, object]:
         y = self.g_a(x)

@@ -27,6 +27,10 @@ What saicm adds (:class:`VariableRateMeanScale`):
 
 from __future__ import annotations
 
+from .. import _compressai  # noqa: F401  (before CompressAI: see saicm._compressai)
+
+# isort: split
+
 import itertools
 import math
 from collections.abc import Sequence
@@ -36,6 +40,7 @@ from compressai.models.vbr import MeanScaleHyperpriorVbr
 from torch import Tensor
 
 from ..errors import ModelError
+from .hyperprior import MeanScaleParameters
 
 __all__ = ["VariableRateMeanScale", "anchor_gains", "is_variable_rate"]
 
@@ -60,7 +65,7 @@ def _log_interp(x: float, xs: list[float], ys: list[float]) -> float:
     return math.exp((1 - f) * math.log(ys[i]) + f * math.log(ys[i + 1]))
 
 
-class VariableRateMeanScale(MeanScaleHyperpriorVbr):
+class VariableRateMeanScale(MeanScaleParameters, MeanScaleHyperpriorVbr):
     """``mbt2018-mean-vbr``: CompressAI's ``MeanScaleHyperpriorVbr`` with its rate set by lambda.
 
     Arguments:

@@ -19,7 +19,6 @@ import dataclasses
 import math
 import shutil
 import time
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,19 +27,21 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from ..codec.model_file import TrainedModel, export_model
 from ..codec.registry import create_model, get_architecture
 from ..codec.vbr import is_variable_rate
-from ..codec.zoo import TrainedModel, export_model, load_model
-from ..errors import SaicmError, SaicmWarning
+from ..errors import SaicmError
 from ..image import list_images
 from ..utils.io import atomic_path, remove_stale_parts
 from ..utils.runs import RunLogs, check_run_folder, dist_env
-from .config import RESUME_APPLIED, RESUME_FIXED, VARIABLE_RATE_ARCHS, TrainConfig
+from .amp import check_amp
+from .config import RESUME_APPLIED, RESUME_FIXED, TrainConfig
 from .data import MaskedImageFolder, MicroBatches
 from .loss import RateDistortionLoss
 from .proxy import TrainingForward
+from .warm_start import load_init
 
-__all__ = ["check_amp", "native_bf16", "sample_lmbda", "train", "validate", "validation_lmbdas"]
+__all__ = ["sample_lmbda", "train", "validate", "validation_lmbdas"]
 
 CHECKPOINT = "checkpoint.pt"
 #: what a run writes into its folder (besides the logs, ``RunLogs.FILES``)
@@ -94,39 +95,6 @@ def _data_key(data: MaskedImageFolder) -> str:
 
 def _noise_seed(seed: int, step: int, micro: int) -> int:
     return (seed * 1_000_003 + step) * 1_009 + micro
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), as ``torch.autocast``
-    needs it to be faster than float32 (``torch.cpu`` private probes; False where absent)."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
-
-
-def check_amp(amp: str, device: torch.device) -> None:
-    """Warn (:class:`~saicm.errors.SaicmWarning`) when ``--amp`` will make training slower.
-
-    ``bf16`` on a CPU without native bfloat16 is emulated: measured 10 to 30 times slower per
-    step than float32 on an AVX2 EPYC (``benchmarks/train_speed.py``, docs/BENCHMARKS.md);
-    ``fp16`` autocast is for CUDA.
-    """
-    if device.type != "cpu" or amp == "off":
-        return
-    if amp == "bf16" and not native_bf16():
-        warnings.warn(
-            f"--amp bf16: this CPU has no native bfloat16 (AVX-512 BF16 or AMX; PyTorch sees "
-            f"{torch.backends.cpu.get_cpu_capability()}), so autocast emulates it, about 10-30x "
-            "slower than --amp off (docs/BENCHMARKS.md); use --amp off here",
-            SaicmWarning,
-            stacklevel=2,
-        )
-    elif amp == "fp16":
-        warnings.warn(
-            "--amp fp16 on the CPU: float16 autocast is meant for CUDA; on the CPU it is "
-            "emulated and slow; use --amp off (or bf16 on a CPU with AVX-512 BF16)",
-            SaicmWarning,
-            stacklevel=2,
-        )
 
 
 def sample_lmbda(seed: int, step: int, low: float, high: float) -> float:
@@ -207,58 +175,6 @@ def _nan_hint(cfg: TrainConfig, totals: dict[str, float], x: torch.Tensor, lr: f
     if cfg.amp != "off":
         hint += f" or use --amp off (now {cfg.amp})"
     return f"settings and data are finite, the training diverged ({bad} not finite): {hint}"
-
-
-#: Tensors of a variable-rate network that a fixed-rate one lacks (prefixes of their names): left
-#: as built when a variable-rate run starts from a fixed-rate model (``Gain`` and
-#: ``lmbda_levels`` are then set from ``lmbda_range``).
-VBR_ONLY = ("Gain", "lmbda_levels", "QuantABCD.")
-
-
-@torch.no_grad()
-def _load_init(net: torch.nn.Module, cfg: TrainConfig, verbose: bool) -> None:
-    """Start from the weights of the model ``cfg.init``: one of the same architecture and
-    config, or, for a variable-rate run, a fixed-rate ``mbt2018-mean`` of the same ``N`` and
-    ``M`` (every one of its parameters is loaded by name; :data:`VBR_ONLY` stay fresh; what was
-    loaded is printed).
-
-    Raises:
-        SaicmError: another architecture or config, or (variable rate) a parameter of the model
-            that has no place of the same name and shape in the network.
-    """
-    start = load_model(cfg.init)
-    wanted = {**get_architecture(cfg.arch).config, **cfg.arch_config}
-    refusal = f"--init {cfg.init}: a {start.arch!r} model {start.config}, not {cfg.arch!r} {wanted}"
-    if start.arch == cfg.arch and start.config == wanted:
-        # Parameters, not the CDF tables (rebuilt at export); float16 files widen to float32.
-        params = dict(net.named_parameters())
-        state = {k: v.float() if k in params else v for k, v in start.net.state_dict().items()}
-        net.load_state_dict(state)
-        return
-    if not (cfg.variable_rate and start.arch in ("mbt2018-mean", *VARIABLE_RATE_ARCHS)):
-        raise SaicmError(refusal)
-    own = dict(net.named_parameters())
-    theirs = dict(start.net.named_parameters())
-    fits = {k for k, v in theirs.items() if k in own and own[k].shape == v.shape}
-    misfits = sorted(k for k in theirs if k not in fits and not k.startswith(VBR_ONLY))
-    if misfits or not fits:
-        first = misfits[0] if misfits else "all"
-        raise SaicmError(
-            f"{refusal}: {len(misfits) or len(theirs)} of its {len(theirs)} parameters "
-            f"({first}, ...) have no place of that name and shape (a variable-rate run starts "
-            "from an mbt2018-mean model of the same N and M)"
-        )
-    for k in fits:
-        own[k].copy_(theirs[k].float())
-    if verbose:
-        kept = sorted(k for k in own if k not in fits)
-        values = sum(theirs[k].numel() for k in fits)
-        print(
-            f"--init {cfg.init}: loaded {len(fits)} of its {len(theirs)} parameter tensors "
-            f"({values:,} values) into {cfg.arch}; kept fresh: {', '.join(kept)}; anchors "
-            "(lmbda_levels, Gain) from lmbda_range",
-            flush=True,
-        )
 
 
 @torch.no_grad()
@@ -383,7 +299,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
     if is_variable_rate(net) != cfg.variable_rate:  # the table of config.py is out of date
         raise SaicmError(f"arch {cfg.arch}: variable rate is {is_variable_rate(net)} here")
     if cfg.init and not resume:  # a bad --init fails before the run folder is made
-        _load_init(net, cfg, verbose=rank == 0)
+        load_init(net, cfg, verbose=rank == 0)
     if cfg.variable_rate and ckpt is None:  # a resumed run's anchors come with its weights
         net.set_range(*cfg.lmbda_range)  # its gains are fixed (no gradient) in the network itself
     net = net.to(device)

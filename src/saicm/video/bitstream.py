@@ -3,7 +3,7 @@
 Layout (little-endian)::
 
     b"SANV"  u8 version  u32 header length  header (UTF-8 JSON: NeRV config, frames, fps, bits)
-    weight stream (saicm.utils.weight_coding: per-channel quantised, rANS-coded)
+    weight stream (saicm.codec.weight_coding: per-channel quantised, rANS-coded)
     u32 CRC-32 of everything before it
 
 Decoding builds the network from the header, loads the dequantised weights and runs it on every
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..codec.weight_coding import decode_state, encode_state
 from ..errors import BitstreamError, SaicmError
 from ..utils.io import atomic_write_bytes
-from ..utils.weight_coding import decode_state, encode_state
 from .frames import MAX_FRAMES
 from .nerv import (
     MAX_ACTIVATION,
@@ -140,7 +140,7 @@ def _no_constant(name: str) -> None:
 
 
 def _check_weight_table(stream: bytes, expected: dict[str, tuple[int, ...]]) -> None:
-    """Walk the weight stream's table (``saicm.utils.weight_coding`` layout) without decoding:
+    """Walk the weight stream's table (``saicm.codec.weight_coding`` layout) without decoding:
     every tensor is one the network has, with its shape, and every length fits in the file."""
     pos = 0
 

@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = cfg.override(values, source=str(saved))
     values = {"video": args.video, **{k: getattr(args, k) for k in TRAIN_OPTIONS}}
     cfg = cfg.override(values, source="command line")
-    from ..cli import on_interrupt
+    from ..utils.commands import on_interrupt
 
     on_interrupt(
         lambda: f"{out} keeps the run as of its last checkpoint (every {cfg.checkpoint_every} "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from saicm.codec.weight_coding import decode_state, dequantize, encode_state, quantize
 from saicm.errors import SaicmError
-from saicm.utils.weight_coding import decode_state, dequantize, encode_state, quantize
 
 
 def _state() -> dict[str, torch.Tensor]:
@@ -125,7 +125,7 @@ def test_a_legacy_stream_upgrades_to_version_2_with_identical_tensors(monkeypatc
     from compressai._CXX import pmf_to_quantized_cdf
     from compressai.ans import RansEncoder
 
-    from saicm.utils import weight_coding
+    from saicm.codec import weight_coding
 
     symbols = [0, 1, -1, 0, 1, 1, 0, 0] * 2
     cdf = list(pmf_to_quantized_cdf([0.25, 0.5, 0.25, 0.0], 16))

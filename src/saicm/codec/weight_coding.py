@@ -33,7 +33,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from ..codec.entropy import (
+from ..errors import SaicmError
+from .entropy import (
     LEGACY_DAMAGED,
     MAX_TABLE,
     StreamDecoder,
@@ -42,7 +43,6 @@ from ..codec.entropy import (
     isolated_call,
     legacy_paddings,
 )
-from ..errors import SaicmError
 
 __all__ = ["decode_state", "dequantize", "encode_state", "quantize"]
 
@@ -92,6 +92,9 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 def _cdf(symbols: np.ndarray, qmin: int, qmax: int) -> list[int]:
+    from .. import _compressai  # noqa: F401  (before CompressAI)
+
+    # isort: split
     from compressai._CXX import pmf_to_quantized_cdf
 
     counts = np.bincount(symbols - qmin, minlength=qmax - qmin + 1).astype(np.float64)
@@ -132,6 +135,9 @@ def encode_state(
 
 def _coded_entry(q: torch.Tensor, scale: torch.Tensor, bits: int) -> bytes:
     """The coded part of one tensor's entry: bits, scales, table and rANS stream (version 2)."""
+    from .. import _compressai  # noqa: F401  (before CompressAI)
+
+    # isort: split
     from compressai.ans import RansEncoder
 
     symbols = q.flatten().numpy()
@@ -289,6 +295,9 @@ def _decode_isolated(legacy: list) -> list[np.ndarray]:
     import math
 
     def work() -> bytes:
+        from .. import _compressai  # noqa: F401  (before CompressAI)
+
+        # isort: split
         from compressai.ans import RansDecoder
 
         out = [b"\x00"]
