@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import SaicmError
 from ..utils.checks import TRAIN_CHECKS, TRAIN_PAIRS  # light: no torch
 from ..utils.commands import on_interrupt
 
@@ -86,9 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_locked(cfg, out: Path, args: argparse.Namespace):
     """``train`` with the run folder locked (rank 0) and refused if it would overwrite an input."""
-    import shutil
-
-    from ..utils.io import folder_lock, refuse_overwrite
+    from ..utils.commands import run_locked
+    from ..utils.io import refuse_overwrite
     from ..utils.runs import check_run_folder, dist_env
     from . import train
     from .loop import CHECKPOINT, RUN_FILES
@@ -97,18 +95,9 @@ def _train_locked(cfg, out: Path, args: argparse.Namespace):
     written = ("model.pt", CHECKPOINT, "config.yaml")  # RUN_FILES, the model first
     refuse_overwrite([p for p in inputs if p], [out / name for name in written])
     check_run_folder(out, RUN_FILES, args.resume)
-    if dist_env()[0] != 0:
-        return train(cfg, out, resume=args.resume)
-    fresh = not out.exists()
-    try:
-        with folder_lock(out):
-            return train(cfg, out, resume=args.resume)
-    except BaseException as exc:
-        if fresh and not (out / CHECKPOINT).exists():  # as train() does for a folder it made
-            shutil.rmtree(out, ignore_errors=True)
-        elif isinstance(exc, SaicmError) and "no space left" in str(exc):
-            raise SaicmError(f"{exc}; once there is space, continue with --resume") from None
-        raise
+    return run_locked(
+        out, lambda: train(cfg, out, resume=args.resume), CHECKPOINT, rank=dist_env()[0]
+    )
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:

@@ -12,8 +12,11 @@ import argparse
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import SaicmError
+
+T = TypeVar("T")
 
 __all__ = [
     "EXIT_FAILED",
@@ -26,6 +29,7 @@ __all__ = [
     "outputs",
     "overwrite_flag",
     "refuse_suffix",
+    "run_locked",
     "say_error",
 ]
 
@@ -143,9 +147,39 @@ def each(items: Iterable[tuple[str, Path]], job: Callable[[str, Path], str], tot
     return EXIT_FAILED if failed else 0
 
 
-def overwrite_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace output files that exist (without it, an existing file is an error)",
-    )
+def overwrite_flag(
+    parser: argparse.ArgumentParser,
+    text: str = "replace output files that exist (without it, an existing file is an error)",
+) -> None:
+    """Add ``--overwrite`` (the rule of docs/SECURITY.md: an existing file is never replaced
+    without it), with ``text`` saying what it replaces for this command."""
+    parser.add_argument("--overwrite", action="store_true", help=text)
+
+
+def run_locked(out: Path, run: Callable[[], T], checkpoint: str, rank: int = 0) -> T:
+    """Run a training job ``run`` with its run folder ``out`` locked (``folder_lock``; rank 0
+    only: other ranks of a torchrun share the folder).
+
+    When ``run`` fails: a folder that this call made and that holds no ``checkpoint`` is removed
+    (nothing in it to resume), but only when this call held the lock: a second run started at
+    the same moment on the same new folder fails at the lock and removes nothing of the first.
+    A full disk's error gets "once there is space, continue with --resume".
+    """
+    import shutil
+
+    from .io import folder_lock
+
+    if rank != 0:
+        return run()
+    fresh = not out.exists()
+    locked = False
+    try:
+        with folder_lock(out):
+            locked = True
+            return run()
+    except BaseException as exc:
+        if fresh and locked and not (out / checkpoint).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        elif isinstance(exc, SaicmError) and "no space left" in str(exc):
+            raise SaicmError(f"{exc}; once there is space, continue with --resume") from None
+        raise

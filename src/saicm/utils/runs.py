@@ -43,7 +43,8 @@ def check_run_folder(out: Path, files: tuple[str, ...], resume: bool) -> None:
     if held:
         raise SaicmError(
             f"{out} already holds {held[0]}, and a new run replaces no existing file: choose "
-            "another run folder"
+            "another run folder (a run that stopped before its first checkpoint leaves its "
+            "config.yaml: --resume starts it again from its settings)"
         )
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..errors import SaicmError
+from ..utils.commands import overwrite_flag
 from ..utils.options import choice, finite_float, int_range, positive_int
 
 __all__ = ["add_video_parser"]
@@ -111,28 +112,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_locked(cfg, out: Path, args: argparse.Namespace) -> Path | None:
     """``train_video`` with the run folder locked (rank 0; ``.saicm.lock``, as image runs)."""
-    import shutil
-
-    from ..utils.io import folder_lock
+    from ..utils.commands import run_locked
     from ..utils.runs import check_run_folder, dist_env
     from .train import CHECKPOINT, RUN_FILES, train_video
 
-    def run() -> Path | None:
-        return train_video(cfg, out, resume=args.resume, stop_after=args.stop_after)
-
     check_run_folder(out, RUN_FILES, args.resume)  # before the lock makes the folder
-    if dist_env()[0] != 0:
-        return run()
-    fresh = not out.exists()
-    try:
-        with folder_lock(out):
-            return run()
-    except BaseException as exc:
-        if fresh and not (out / CHECKPOINT).exists():  # as train_video does for its folder
-            shutil.rmtree(out, ignore_errors=True)
-        elif isinstance(exc, SaicmError) and "no space left" in str(exc):
-            raise SaicmError(f"{exc}; once there is space, continue with --resume") from None
-        raise
+    return run_locked(
+        out,
+        lambda: train_video(cfg, out, resume=args.resume, stop_after=args.stop_after),
+        CHECKPOINT,
+        rank=dist_env()[0],
+    )
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -223,13 +213,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _overwrite_flag(
-    parser: argparse.ArgumentParser,
-    text: str = "replace an output file that exists (without it, an existing file is an error)",
-) -> None:
-    parser.add_argument("--overwrite", action="store_true", help=text)
-
-
 def add_video_parser(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("video", help="SA-NeRV: neural video representations with edge learning")
     vs = v.add_subparsers(dest="video_command", required=True, metavar="STEP")
@@ -252,13 +235,15 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--bits", type=int_range(2, 16), default=8, help="quantisation bits, 2-16 (default 8)"
     )
-    _overwrite_flag(e)
+    overwrite_flag(
+        e, "replace an output file that exists (without it, an existing file is an error)"
+    )
     e.set_defaults(func=cmd_encode)
 
     d = vs.add_parser("decode", help="decode a .snv file into frames or a video")
     d.add_argument("file", metavar="FILE.snv")
     d.add_argument("-o", "--output", required=True, help="folder of PNG frames, or a .mp4 file")
-    _overwrite_flag(d, "replace an output file, or the frames of a folder, that exist (without "
+    overwrite_flag(d, "replace an output file, or the frames of a folder, that exist (without "
                     "it, either is an error)")
     d.set_defaults(func=cmd_decode)
 
@@ -279,5 +264,5 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--no-detect", action="store_true", help="rate and PSNR only")
     ev.add_argument("-o", "--output", required=True, help="report folder")
-    _overwrite_flag(ev, "replace report files that saicm did not write")
+    overwrite_flag(ev, "replace report files that saicm did not write")
     ev.set_defaults(func=cmd_eval)
