@@ -110,8 +110,9 @@ def test_a_file_that_is_not_coco_is_one_error(tmp_path):
 
 
 GOOD = {
-    "images": [{"id": 1, "file_name": "a.png"}],
-    "annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}],
+    "images": [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}],
+    "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4],
+                     "area": 12, "iscrowd": 0, "segmentation": [[1, 2, 4, 2, 4, 6]]}],
     "categories": [{"id": 1, "name": "person"}],
 }
 
@@ -129,6 +130,16 @@ GOOD = {
         ("annotations", "bbox", [1, 2, 3], "bbox [1, 2, 3]: expected [x, y, width, height]"),
         ("annotations", "bbox", [1, 2, -3, 4], "width and height >= 0"),
         ("annotations", "bbox", [1, 2, "3", 4], "expected [x, y, width, height]"),
+        ("images", "height", 200000, "height 200000: expected an integer from 1 to 65535"),
+        ("images", "width", 0, "width 0"),
+        ("annotations", "area", "big", "area \"big\": expected a number >= 0"),
+        ("annotations", "iscrowd", "yes", "iscrowd \"yes\": expected 0 or 1"),
+        ("annotations", "segmentation", {"size": [200000, 200000], "counts": "x"},
+         "expected polygons or an RLE"),
+        ("annotations", "segmentation", {"size": [20, 30], "counts": [1, 2]}, "an RLE"),
+        ("annotations", "segmentation", [["a", 1, 2, 3, 4, 5]], "expected polygons"),
+        ("annotations", "image_id", "1", "which no entry of 'images' has"),
+        ("annotations", "category_id", 7, "which no entry of 'categories' has"),
     ],
 )  # fmt: skip
 def test_hostile_field_types_are_one_error_naming_the_file(tmp_path, key, field, value, why):
@@ -139,9 +150,29 @@ def test_hostile_field_types_are_one_error_naming_the_file(tmp_path, key, field,
         gt[key][0][field] = value
     path = tmp_path / "a.json"
     path.write_text(json.dumps(gt))
-    with pytest.raises(SaicmError, match=f"{path}: not a COCO annotation file") as info:
+    with pytest.raises(SaicmError, match=f"{path}: ") as info:
         load_coco(path)
-    assert why in str(info.value)
+    assert why in str(info.value), str(info.value)
     good = tmp_path / "good.json"
     good.write_text(json.dumps(GOOD))
     assert load_coco(good) == GOOD
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda gt: gt["annotations"][0].pop("id"), "without 'id' and 'image_id'"),
+        (lambda gt: gt["images"].append(dict(gt["images"][0])), "two entries of 'images'"),
+        (lambda gt: gt["annotations"].append(dict(gt["annotations"][0])), "of 'annotations'"),
+        (lambda gt: gt["categories"].append({"id": 1, "name": "car"}), "of 'categories'"),
+        (lambda gt: gt["images"][0].update(height=20000, width=20000), "above saicm.image"),
+    ],
+)  # fmt: skip
+def test_missing_ids_duplicates_and_huge_images_are_refused(tmp_path, change, why):
+    gt = json.loads(json.dumps(GOOD))
+    change(gt)
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(gt))
+    with pytest.raises(SaicmError, match=f"{path}: ") as info:
+        load_coco(path)
+    assert why in str(info.value), str(info.value)

@@ -80,6 +80,32 @@ def test_objects_from_coco_annotations(voc_coco):
         create_source("objects", annotations=str(ann))(load_image(path), images / "other.jpg")
 
 
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda im, a: im.update(height=im["height"] + 1), "gives it height and width"),
+        (lambda im, a: a.pop("segmentation"), "has no segmentation"),
+        (lambda im, a: a.update(segmentation={"size": [im["height"], im["width"]],
+                                              "counts": "%%%%"}), "cannot be read"),
+    ],
+)  # fmt: skip
+def test_objects_from_a_bad_annotation_are_one_error(voc_coco, tmp_path, change, why):
+    """A size that is not the image's is refused before pycocotools paints anything at it (a
+    hostile one allocated tens of GB); unreadable outlines name the annotation."""
+    import json
+
+    from saicm.image import load_image
+
+    images, ann, _ = voc_coco
+    coco = json.loads(ann.read_text())
+    change(coco["images"][0], coco["annotations"][0])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(coco))
+    path = images / "voc.jpg"
+    with pytest.raises(SaicmError, match=why):
+        create_source("objects", annotations=str(bad))(load_image(path), path)
+
+
 def test_objects_are_those_of_the_entry_with_the_images_whole_path(voc_coco, tmp_path):
     """Two entries named voc.jpg: the image's folder decides; a bare voc.jpg is refused (it
     took the last entry's objects, silently)."""

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import SaicmError
+from ..image import MAX_PIXELS
 
 __all__ = [
     "CategoryMap",
@@ -50,7 +51,7 @@ def load_coco(path: str | Path) -> dict[str, Any]:
         raise SaicmError(f"{path}: no such annotation file") from None
     except (OSError, ValueError) as exc:
         raise SaicmError(f"{path}: not a COCO annotation file ({exc})") from None
-    need = {"images": ("id", "file_name"), "annotations": ("image_id", "category_id")}
+    need = {"images": ("id", "file_name"), "annotations": ("id", "image_id", "category_id")}
     if not isinstance(gt, dict) or not all(isinstance(gt.get(k), list) for k in need):
         raise SaicmError(f"{path}: not a COCO annotation file (no 'images' and 'annotations')")
     if not isinstance(gt.get("categories", []), list):
@@ -68,11 +69,84 @@ def load_coco(path: str | Path) -> dict[str, Any]:
                         f"{path}: not a COCO annotation file (an entry of '{key}' has "
                         f"{f} {_short(entry[f])}: {want})"
                     )
+    for im in gt["images"]:
+        h, w = im.get("height"), im.get("width")
+        if isinstance(h, int) and isinstance(w, int) and h * w > MAX_PIXELS:
+            raise SaicmError(
+                f"{path}: not a COCO annotation file (image {_short(im['id'])} is {w}x{h}, "
+                "above saicm.image.MAX_PIXELS)"
+            )
+    _check_references(gt, path)
     return gt
+
+
+def _check_references(gt: dict[str, Any], path: Path) -> None:
+    """Refuse ids given twice and annotations of no image or of no category: pycocotools keeps
+    the last entry of an id, and an annotation whose ``image_id`` matches no image (``"1"``
+    against ``1``) is silently left out of the score."""
+    for key in ("images", "annotations", "categories"):
+        seen: set = set()
+        for entry in gt.get(key, []):
+            if entry["id"] in seen:
+                raise SaicmError(
+                    f"{path}: not a COCO annotation file (two entries of '{key}' have the id "
+                    f"{_short(entry['id'])})"
+                )
+            seen.add(entry["id"])
+    images = {im["id"] for im in gt["images"]}
+    categories = {c["id"] for c in gt.get("categories", [])}
+    for ann in gt["annotations"]:
+        if ann["image_id"] not in images:
+            raise SaicmError(
+                f"{path}: annotation {_short(ann['id'])} is of image_id "
+                f"{_short(ann['image_id'])}, which no entry of 'images' has (an id and its "
+                "references must be the same type: 1 is not \"1\")"
+            )
+        if "categories" in gt and ann["category_id"] not in categories:
+            raise SaicmError(
+                f"{path}: annotation {_short(ann['id'])} is of category_id "
+                f"{_short(ann['category_id'])}, which no entry of 'categories' has"
+            )
 
 
 def _is_id(v: object) -> bool:
     return isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+
+
+#: The largest image side an annotation file may give; an image's or an RLE's height x width
+#: must also be within ``saicm.image.MAX_PIXELS`` (pycocotools paints a mask of that size for
+#: each annotation without a check: a hostile size would allocate tens of GB).
+MAX_SIDE = 65535
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_size(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE
+
+
+def _is_segmentation(v: object) -> bool:
+    """Polygons (lists of an even number, at least 6, of finite coordinates) or an RLE
+    (``size`` [h, w] within :data:`MAX_SIDE`, ``counts`` a string or a list of integers >= 0)."""
+    if isinstance(v, list):
+        return all(
+            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(map(_is_number, p))
+            for p in v
+        )
+    if isinstance(v, dict) and set(v) >= {"size", "counts"}:
+        size, counts = v["size"], v["counts"]
+        if not (isinstance(size, list) and len(size) == 2 and all(map(_is_size, size))):
+            return False
+        if size[0] * size[1] > MAX_PIXELS:
+            return False
+        if isinstance(counts, str):
+            return True  # compressed; pycocotools reads it within size
+        return isinstance(counts, list) and all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts
+        ) and sum(counts) == size[0] * size[1]
+    return False
 
 
 def _is_box(v: object) -> bool:
@@ -94,6 +168,12 @@ _FIELD_TYPES = (
     ("file_name", lambda v: isinstance(v, str) and v != "", "expected a file name"),
     ("name", lambda v: isinstance(v, str), "expected a string"),
     ("bbox", _is_box, "expected [x, y, width, height], finite, width and height >= 0"),
+    ("height", lambda v: _is_size(v), f"expected an integer from 1 to {MAX_SIDE}"),
+    ("width", lambda v: _is_size(v), f"expected an integer from 1 to {MAX_SIDE}"),
+    ("area", lambda v: _is_number(v) and v >= 0, "expected a number >= 0"),
+    ("iscrowd", lambda v: v in (0, 1) and not isinstance(v, float), "expected 0 or 1"),
+    ("segmentation", lambda v: _is_segmentation(v), "expected polygons or an RLE of at most "
+     f"{MAX_PIXELS} pixels"),
 )
 
 

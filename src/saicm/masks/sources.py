@@ -436,10 +436,24 @@ class ObjectMasks(MaskSource):
         if image_id is None:
             raise SaicmError(f"{path.name if path else 'image'}: not in {self.annotations}")
         name = path.name
+        entry = self._coco.imgs[image_id]
+        size = (entry.get("height"), entry.get("width"))
+        if size != image.shape[:2]:  # pycocotools paints each mask at the entry's size
+            raise SaicmError(
+                f"{name}: {self.annotations} gives it height and width {size}, the image is "
+                f"{image.shape[:2]}"
+            )
         anns = self._coco.loadAnns(self._coco.getAnnIds(imgIds=[image_id]))
         labels = np.zeros(image.shape[:2], np.int32)
         for i, ann in enumerate(sorted(anns, key=lambda a: -a.get("area", 0)), start=1):
-            m = self._coco.annToMask(ann).astype(bool)
+            if "segmentation" not in ann:
+                raise SaicmError(f"{name}: annotation {ann['id']} in {self.annotations} has no "
+                                 "segmentation (region masks need the objects' outlines)")
+            try:
+                m = self._coco.annToMask(ann).astype(bool)
+            except (ValueError, TypeError, IndexError) as exc:
+                raise SaicmError(f"{name}: annotation {ann['id']} in {self.annotations}: its "
+                                 f"segmentation cannot be read ({exc})") from None
             if m.shape != labels.shape:
                 raise SaicmError(f"{name}: annotation size {m.shape} differs from the image")
             labels[m] = i
