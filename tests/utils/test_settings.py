@@ -65,3 +65,43 @@ def test_strings_that_look_like_numbers_are_written_quoted():
     path.write_text(text)
     assert read_yaml(path) == data  # saicm's YAML 1.2 reader
     assert list(read_yaml(path)) == list(data)  # order kept
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("amp: bf16\namp: off\n", "'amp' is given twice"),
+        ("a: &x [1, 2]\nb: *x\n", "aliases (*name) are not allowed"),
+        ("card: " + "&a [" * 1 + "]\n" + "x: [*a, *a]\n", "aliases"),
+        ("1: 5\n", "the key 1 is not a name"),
+        ("~: 5\n", "the key None is not a name"),
+        ("steps: " + "9" * 5000 + "\n", "Exceeds the limit (4300 digits)"),
+        ("card: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ],
+)  # fmt: skip
+def test_settings_that_are_not_plain_are_refused(tmp_path, text, why):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(yaml.YAMLError) as info:
+        read_yaml(path)
+    assert why in str(info.value)
+
+
+def test_yaml_1_1_leftovers_are_strings_and_bytes_must_be_utf8(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: 2024-01-01\nother: =\nb:\n  <<: {y: 2}\n")
+    assert read_yaml(path) == {"name": "2024-01-01", "other": "=", "b": {"<<": {"y": 2}}}
+    path.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(yaml.YAMLError, match="not UTF-8 text"):
+        read_yaml(path)
+
+
+def test_a_bad_config_is_one_line_naming_the_file(tmp_path, capsys):
+    from saicm.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 5\nsteps: 7\n")
+    assert main(["train", "--config", str(path), "-o", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "'steps' is given twice" in err[0], err
+    assert not (tmp_path / "run").exists()

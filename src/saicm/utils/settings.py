@@ -36,8 +36,9 @@ _CORE = {  # tag -> (pattern, first characters): YAML 1.2.2, 10.3.2 "Tag Resolut
         "-+0123456789.",
     ),
 }
+_KEEP = {"tag:yaml.org,2002:null"}  # YAML 1.1's timestamp, merge (<<) and value (=) go too
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _CORE]
+    first: [(tag, rx) for tag, rx in resolvers if tag in _KEEP]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 for _tag, (_pattern, _first) in _CORE.items():
@@ -53,6 +54,40 @@ def _int_12(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _int_12)
+
+
+def _compose_node(self: _Loader, parent: Any, index: Any) -> yaml.Node:
+    """Refuse aliases (``*name``): a settings file needs none, and nested aliases expand into
+    billions of values (the "billion laughs")."""
+    if self.check_event(yaml.events.AliasEvent):
+        event = self.peek_event()
+        raise yaml.composer.ComposerError(
+            None, None, "aliases (*name) are not allowed in a settings file", event.start_mark
+        )
+    return yaml.SafeLoader.compose_node(self, parent, index)
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
+    """A mapping whose keys are strings, each given once (YAML 1.2 forbids duplicates; PyYAML
+    keeps the last silently)."""
+    loader.flatten_mapping(node)
+    out: dict = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} is not a name", key_node.start_mark
+            )
+        if key in out:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{key!r} is given twice", key_node.start_mark
+            )
+        out[key] = loader.construct_object(value_node, deep=True)
+    return out
+
+
+_Loader.compose_node = _compose_node  # type: ignore[method-assign]
+_Loader.add_constructor("tag:yaml.org,2002:map", _mapping)
 
 
 class _Resolver12(yaml.resolver.Resolver):
@@ -90,9 +125,18 @@ def read_yaml(path: str | Path) -> Any:
 
     Raises:
         OSError: the file cannot be read.
-        yaml.YAMLError: not valid YAML.
+        yaml.YAMLError: not valid YAML, or not plain settings: an alias, a key given twice or
+            a key that is not a string, a number of more than 4,300 digits, nesting deeper than
+            Python's recursion limit, bytes that are not UTF-8.
     """
-    return yaml.load(Path(path).read_text(), Loader=_Loader)  # _Loader is a SafeLoader
+    try:
+        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader
+    except UnicodeDecodeError as exc:
+        raise yaml.YAMLError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:  # int() of a number of more than 4,300 digits
+        raise yaml.YAMLError(str(exc).split(";")[0]) from None
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 class Settings:
