@@ -141,6 +141,8 @@ def test_eval_prints_its_table(two_images, tmp_path, capsys):
         (["jpeg:10", "jpeg:10,40"], "the label names two codecs"),
         (["jpeg=webp:50", "jpeg:50"], "the label names two codecs"),
         (["jpeg:10,40,10"], "the setting 10 is given twice"),
+        (["jpeg:010,10"], "is given twice"),
+        (["jpeg:+10,10"], "is given twice"),
         (["_original=jpeg:10"], "a label saicm keeps"),
     ],
 )
@@ -150,3 +152,14 @@ def test_two_points_of_one_label_and_setting_are_refused(two_images, detection, 
     evaluate(images, [parse_codec("jpeg:10")], [detection], out, progress=False)  # a cache
     with pytest.raises(SaicmError, match=why):
         evaluate(images, [parse_codec(s) for s in specs], [detection], out, progress=False)
+
+
+@pytest.mark.parametrize("bad", ["jpg:20", "=jpeg:10", "x/y=jpeg:10", "no-such-model.pt"])
+def test_a_codec_spec_that_cannot_be_read_is_refused_before_any_work(two_images, tmp_path,
+                                                                     capsys, bad):  # fmt: skip
+    out = tmp_path / "rep"
+    argv = ["eval", "--images", str(two_images), "--codec", "jpeg:10", bad, "-o", str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"saicm: error: --codec {bad}: "), err
+    assert not out.exists()

@@ -26,12 +26,18 @@ EVAL_TASKS = {
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..masks.build import find_images
     from ..utils.io import folder_lock, refuse_foreign_report, refuse_overwrite
-    from .codecs import parse_codec
+    from .codecs import LearnedCodec, Unavailable, parse_codec
     from .report import write_report
     from .runner import evaluate
     from .tasks import create_task
 
     codecs = [parse_codec(spec) for spec in args.codec]
+    for spec, codec in zip(args.codec, codecs, strict=True):
+        # a spec saicm cannot read, or models it cannot load: said before any work (a missing
+        # encoder of an anchor is not the user's error: that curve is reported missing)
+        reason = codec.available() if isinstance(codec, (Unavailable, LearnedCodec)) else None
+        if reason:
+            raise SaicmError(f"--codec {spec}: {reason}")
     names = {c.name for c in codecs}
     unknown = [a for a in args.anchor if a not in names]
     if unknown and args.anchor != ["vvc"]:  # the default anchor may simply not be evaluated

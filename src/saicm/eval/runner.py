@@ -197,6 +197,12 @@ def _worker_cell(args: tuple) -> tuple[dict[str, Any] | None, str | None]:
         return None, str(exc)
 
 
+def _same_setting(setting: str) -> str:
+    """A setting as compared for duplicates: an integer by its value (``010``, ``+10``: 10)."""
+    text = setting.strip()
+    return str(int(text)) if text.lstrip("+-").isdigit() else text
+
+
 def evaluate(
     images: list[Path],
     codecs: list[Codec],
@@ -240,7 +246,8 @@ def evaluate(
                 f"(LABEL=SPEC) and all of a codec's settings in one --codec, e.g. {c.name}:A,B"
             )
         labels[c.name] = c
-        twice = sorted({s for s in c.settings if list(c.settings).count(s) > 1})
+        same = [_same_setting(s) for s in c.settings]  # 010 and +10 are 10
+        twice = sorted({s for s, n in zip(c.settings, same, strict=True) if same.count(n) > 1})
         if twice:
             raise SaicmError(f"--codec {c.name}: the setting {twice[0]} is given twice")
     if bootstrap < 0:
