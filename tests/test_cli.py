@@ -462,3 +462,17 @@ def test_decoding_a_trained_runs_file_says_how_to_find_its_model(
     (tmp_path / "models").mkdir()  # the other way: copied into a model folder, found by name
     (tmp_path / "models" / "model.pt").write_bytes(tiny_model.path.read_bytes())
     assert main(["decode", str(sic), "-o", str(tmp_path / "b.png")]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["encode", "x.png", "-o", ""], ["video", "decode", "c.snv", "-o", " "],
+     ["eval", "--images", "i", "--codec", "png", "-o", ""]],
+)  # fmt: skip
+def test_an_empty_output_path_is_a_usage_error(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert "argument -o/--output: an empty path" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

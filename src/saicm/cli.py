@@ -110,7 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if isinstance(getattr(args, "output", None), str) and not args.output.strip():
+        parser.error("argument -o/--output: an empty path (it would write into the current folder)")
     _ON_INTERRUPT.clear()
     previous = _terminate_as_interrupt()
     try:
