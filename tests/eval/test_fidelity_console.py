@@ -163,3 +163,10 @@ def test_a_codec_spec_that_cannot_be_read_is_refused_before_any_work(two_images,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"saicm: error: --codec {bad}: "), err
     assert not out.exists()
+
+
+def test_a_plot_without_curves_says_nothing(tmp_path, capsys):
+    flat = tmp_path / "flat.png"  # nothing to detect: every mAP is n/a, no curve to plot
+    Image.new("RGB", (96, 64), (128, 128, 128)).save(flat)
+    assert main(["eval", "--images", str(flat), "--codec", "png", "-o", str(tmp_path / "r")]) == 0
+    assert "warning" not in capsys.readouterr().err  # matplotlib's "No artists with labels"

@@ -253,7 +253,8 @@ def write_video_report(points: list[VideoPoint], out: str | Path, title: str) ->
         ax.set_ylabel("detection mAP")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # no curve (every point n/a): no legend
+            ax.legend(fontsize=8)
         fig.tight_layout()
         files["png"] = out / "map.png"
         with atomic_path(files["png"]) as tmp:
