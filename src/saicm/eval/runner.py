@@ -200,7 +200,11 @@ def _worker_cell(args: tuple) -> tuple[dict[str, Any] | None, str | None]:
 def _same_setting(setting: str) -> str:
     """A setting as compared for duplicates: an integer by its value (``010``, ``+10``: 10)."""
     text = setting.strip()
-    return str(int(text)) if text.lstrip("+-").isdigit() else text
+    sign = text[:1] if text[:1] in ("+", "-") else ""
+    digits = text[len(sign) :]
+    if digits.isdigit() and len(digits) < 20:
+        return str(int(digits) * (-1 if sign == "-" else 1))
+    return text
 
 
 def evaluate(
