@@ -6,8 +6,7 @@ The names below are imported on first use (PEP 562), so that ``saicm.train.cli``
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..utils.lazy import lazy_exports
 
 #: public name -> the submodule that defines it
 _WHERE = {
@@ -20,11 +19,4 @@ _WHERE = {
 __all__ = ["RateDistortionLoss", "TrainConfig", "train", "validate"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)
