@@ -66,6 +66,17 @@ def test_anchors_and_gains():
             net.gain_for(bad)
     with pytest.raises(ModelError):
         net.set_range(0.02, 0.002)
+    # step 1 at a lambda inside the range: gains above 1 over it, sqrt rule from it
+    net.set_range(0.002, 0.02, unit=0.005)
+    assert net.gain_for(0.005) == pytest.approx(1.0, rel=1e-6)
+    assert net.gain_for(0.02) == pytest.approx(2.0, rel=1e-6)
+    assert net.gain_for(0.002) == pytest.approx(math.sqrt(0.4), rel=1e-6)
+    assert anchor_gains([0.002, 0.02]) == anchor_gains([0.002, 0.02], unit=0.02)
+    for bad in (0.001, 0.03, float("nan"), float("inf")):
+        with pytest.raises(ModelError, match="unit-step lambda"):
+            net.set_range(0.002, 0.02, unit=bad)
+    with pytest.raises(ModelError, match="unit-step lambda"):
+        anchor_gains([0.002, 0.02], unit=0.0)
 
 
 def test_lambda_is_refused_where_it_means_nothing(vbr_model, tiny_model, img):

@@ -18,6 +18,7 @@ from saicm.train.loop import sample_lmbda
 
 LO, HI = 0.002, 0.05
 SMALL = {"N": 32, "M": 48, "levels": 4}
+UNIT_01 = ("--unit-step-lmbda", "0.1")
 
 
 def _cfg(corpus, **kw) -> TrainConfig:
@@ -145,6 +146,14 @@ def test_rate_settings_that_do_not_fit_the_architecture_are_refused_in_one_line(
             ["--arch", "mbt2018-mean-vbr", "--lmbda-range", "0.05", "0.002"],
             "lmbda_range 0.05 0.002: expected LO < HI",
         ),
+        (
+            ["--arch", "mbt2018-mean-vbr", "--lmbda-range", "0.002", "0.05", *UNIT_01],
+            "unit_step_lmbda 0.1: not within lmbda_range 0.002 0.05",
+        ),
+        (
+            ["--lmbda", "0.01", "--unit-step-lmbda", "0.01"],
+            "unit_step_lmbda 0.01: only for a variable-rate architecture (mbt2018-mean-vbr)",
+        ),
     ]
     for i, (extra, message) in enumerate(cases):
         run = tmp_path / f"run{i}"
@@ -182,10 +191,59 @@ def test_init_from_a_fixed_rate_model_loads_every_shared_tensor(tmp_path, corpus
         np.geomspace(LO, HI, SMALL["levels"]).tolist(), rel=1e-6
     )
     assert got["Gain"].tolist() == pytest.approx(np.sqrt(got["lmbda_levels"] / HI).tolist())
+    assert "note: the start codes as it was trained only at the top lambda 0.05" in out
     other = _fixed_model(tmp_path, M=64)
     with pytest.raises(SaicmError, match=r"--init .*fixed-64.pt: a 'mbt2018-mean' model .* of its"):
         train(_cfg(corpus, steps=1, init=str(other.path)), tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_unit_step_lambda_keeps_a_fixed_rate_start_at_its_own_lambda(
+    tmp_path, corpus, photo, capsys
+):
+    """``--unit-step-lmbda L``: gains sqrt(lambda / L), so that before any step the network codes
+    L as the fixed-rate model it started from (finer steps above L, coarser below); the setting
+    is in the card, the gains in the weights, and a resume keeps them."""
+    fixed = _fixed_model(tmp_path)
+    unit = 0.01
+    run = tmp_path / "run"
+    cfg = _cfg(corpus, steps=1, init=str(fixed.path), lr=0.0, aux_lr=0.0, unit_step_lmbda=unit)
+    model = train(cfg, run, progress=False)
+    assert "note: the start codes" not in capsys.readouterr().out
+    got = _weights(run)
+    levels = got["lmbda_levels"].double()
+    assert got["Gain"].tolist() == pytest.approx(torch.sqrt(levels / unit).tolist(), rel=1e-6)
+    assert float(got["Gain"][-1]) == pytest.approx(math.sqrt(HI / unit), rel=1e-6)
+    assert model.card["unit_step_lmbda"] == unit
+    net = load_model(model.path).net
+    assert net.gain_for(unit) == pytest.approx(1.0, rel=1e-6)
+    # gain 1 at `unit`: the reconstruction of the fixed-rate model it started from
+    x = torch.from_numpy(photo[:64, :64]).permute(2, 0, 1)[None].float() / 255
+    start = load_model(fixed.path).net.eval()
+    with torch.no_grad():
+        med = start.entropy_bottleneck._get_medians()
+        y = start.g_a(x)
+        mu = start.h_s(torch.round(start.h_a(y) - med) + med).chunk(2, 1)[1]
+        theirs = start.g_s(torch.round(y - mu) + mu)
+        wide = create_model("mbt2018-mean-vbr", **SMALL)
+        wide.load_state_dict(got)
+        ours = wide.eval()(x, lmbda=unit)["x_hat"]
+    assert float((ours - theirs).abs().max()) < 1e-4
+    # resumed with more steps: the gains come back from the checkpoint, not from a default
+    train(
+        _cfg(corpus, steps=2, init=str(fixed.path), lr=0.0, aux_lr=0.0, unit_step_lmbda=unit),
+        run,
+        resume=True,
+        progress=False,
+    )
+    assert torch.equal(_weights(run)["Gain"], got["Gain"])
+    with pytest.raises(SaicmError, match="unit_step_lmbda"):
+        train(
+            _cfg(corpus, steps=3, init=str(fixed.path), unit_step_lmbda=0.02),
+            run,
+            resume=True,
+            progress=False,
+        )
 
 
 def test_two_process_ddp_of_a_variable_rate_run_agrees_with_one_process(tmp_path, corpus, torchrun):

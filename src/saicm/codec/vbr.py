@@ -16,10 +16,11 @@ What saicm adds (:class:`VariableRateMeanScale`):
 - The rate setting is the lambda the model was trained with, not an index: the model holds
   ``levels`` anchor lambdas (log-spaced over the range it was trained for, a buffer of its
   weights) and one gain per anchor (``Gain``, fixed at ``sqrt(lambda / lambda_max)``, as
-  CompressAI's defaults are); a lambda between two anchors gets the gain interpolated linearly
-  in ``(log lambda, log gain)`` (:meth:`VariableRateMeanScale.gain_for`). Training samples
-  lambda log-uniformly over the whole range each step, so every setting in between is trained,
-  not only the anchors.
+  CompressAI's defaults are, or at ``sqrt(lambda / lambda_1)`` for a run started from a model
+  trained at ``lambda_1``: ``--unit-step-lmbda``); a lambda between two anchors gets the gain
+  interpolated linearly in ``(log lambda, log gain)`` (:meth:`VariableRateMeanScale.gain_for`).
+  Training samples lambda log-uniformly over the whole range each step, so every setting in
+  between is trained, not only the anchors.
 - The gain of a file travels in its header as a float32 (``.sic`` format 3), so the decoder
   uses exactly the encoder's value; entropy parameters are computed in float64 and checked as for
   every model (:mod:`saicm.codec.latents`).
@@ -48,10 +49,18 @@ __all__ = ["VariableRateMeanScale", "anchor_gains", "is_variable_rate"]
 COMPRESSAI_LMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.025, 0.0483, 0.0932, 0.18)
 
 
-def anchor_gains(lmbdas: Sequence[float]) -> list[float]:
-    """``sqrt(lambda / max(lambda))`` for each anchor: CompressAI's default gains (0.1 to 1 over
-    its lambdas 0.0018 to 0.18) follow this rule to within 4%."""
-    top = max(lmbdas)
+def anchor_gains(lmbdas: Sequence[float], unit: float | None = None) -> list[float]:
+    """``sqrt(lambda / unit)`` for each anchor, ``unit`` (the lambda quantised with step 1)
+    defaulting to ``max(lambdas)``: CompressAI's default gains (0.1 to 1 over its lambdas 0.0018
+    to 0.18) follow this rule to within 4%.
+
+    A smaller ``unit`` gives gains above 1 (steps finer than 1) at the lambdas above it: a network
+    trained at one lambda (a fixed-rate model given to ``--init``) then codes that lambda as it
+    did, and the others with steps that follow the square-root rule from it.
+    """
+    top = max(lmbdas) if unit is None else unit
+    if not (math.isfinite(top) and top > 0):
+        raise ModelError(f"unit-step lambda {top!r}: need a finite value above 0")
     return [math.sqrt(v / top) for v in lmbdas]
 
 
@@ -98,18 +107,22 @@ class VariableRateMeanScale(MeanScaleParameters, MeanScaleHyperpriorVbr):
             self.QuantABCD[-1].bias.zero_()
         self._anchor_cache: tuple[tuple, tuple[list[float], list[float]]] | None = None
 
-    def set_range(self, low: float, high: float) -> None:
-        """Anchor lambdas log-spaced over ``[low, high]``, gains per :func:`anchor_gains`.
+    def set_range(self, low: float, high: float, unit: float | None = None) -> None:
+        """Anchor lambdas log-spaced over ``[low, high]``, gains per :func:`anchor_gains`
+        (step 1 at ``unit``, default ``high``).
 
         Raises:
-            ModelError: ``low`` and ``high`` are not finite with ``0 < low < high``.
+            ModelError: ``low`` and ``high`` are not finite with ``0 < low < high``, or ``unit``
+                is not within them.
         """
         if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
             raise ModelError(f"lambda range {low!r}..{high!r}: need 0 < low < high")
+        if unit is not None and not (math.isfinite(unit) and low <= unit <= high):
+            raise ModelError(f"unit-step lambda {unit!r}: not within {low!r}..{high!r}")
         lmbdas = torch.logspace(math.log10(low), math.log10(high), self.levels, dtype=torch.float64)
         with torch.no_grad():
             self.lmbda_levels.copy_(lmbdas.float())
-            self.Gain.copy_(torch.tensor(anchor_gains(lmbdas.tolist())))
+            self.Gain.copy_(torch.tensor(anchor_gains(lmbdas.tolist(), unit)))
         self.lmbda = self.lmbda_levels.tolist()
 
     @property

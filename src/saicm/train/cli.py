@@ -20,6 +20,11 @@ TRAIN_OPTIONS = {  # option -> (type, help); every one overrides the config file
         "a variable-rate architecture (mbt2018-mean-vbr) trains every lambda from LO to HI, "
         "one drawn log-uniformly each step (required for it, refused for others)",
     ),
+    "unit_step_lmbda": (
+        float,
+        "the lambda of --lmbda-range coded with quantisation step 1 (default its top, as "
+        "CompressAI); with --init from a fixed-rate model, give that model's lambda",
+    ),
     "arch": (str, "architecture (default mbt2018-mean; see saicm models)"),
     "quant": (
         str,

@@ -34,6 +34,7 @@ RESUME_FIXED = (
     "loss",
     "lmbda",
     "lmbda_range",
+    "unit_step_lmbda",
     "quant",
     "arch",
     "arch_config",
@@ -83,6 +84,12 @@ class TrainConfig(Settings):
             architecture (:data:`VARIABLE_RATE_ARCHS`): the network's anchors are set to it at
             the start (``set_range``) and each step trains at a lambda drawn log-uniformly in
             it, the same on every rank (drawn from ``(seed, step)``).
+        unit_step_lmbda: the lambda of ``lmbda_range`` quantised with step 1 (gain 1) by a
+            variable-rate network; the anchors' gains are ``sqrt(lambda / unit_step_lmbda)``
+            (:func:`saicm.codec.vbr.anchor_gains`). None (unset) means the top of the range, as
+            CompressAI's gains are. Started (``init``) from a fixed-rate model, give its lambda:
+            the run then starts coding at that lambda exactly as the model does, and at the
+            others with finer or coarser steps, instead of at the top lambda only.
         quant: quantisation proxy of the training forward pass, ``noise``, ``ste`` or
             ``mixed`` (:mod:`saicm.train.proxy`); None (unset) means the architecture's own:
             ``noise`` for ``mbt2018-mean`` (what its runs did before this setting), ``mixed``
@@ -127,6 +134,7 @@ class TrainConfig(Settings):
     loss: str = "edge"
     lmbda: float | None = None
     lmbda_range: list[float] | None = None
+    unit_step_lmbda: float | None = None
     quant: str | None = None
     arch: str = "mbt2018-mean"
     arch_config: dict[str, Any] = field(default_factory=dict)
@@ -267,7 +275,18 @@ class TrainConfig(Settings):
             lo, hi = self.lmbda_range
             if not lo < hi:
                 raise SaicmError(f"lmbda_range {lo:g} {hi:g}: expected LO < HI")
+            unit = self.unit_step_lmbda
+            if unit is not None and not lo <= unit <= hi:
+                raise SaicmError(
+                    f"unit_step_lmbda {unit:g}: not within lmbda_range {lo:g} {hi:g} (the "
+                    "lambda coded with quantisation step 1, e.g. the --init model's lambda)"
+                )
         else:
+            if self.unit_step_lmbda is not None:
+                raise SaicmError(
+                    f"unit_step_lmbda {self.unit_step_lmbda:g}: only for a variable-rate "
+                    f"architecture ({', '.join(VARIABLE_RATE_ARCHS)}), not {self.arch}"
+                )
             if self.lmbda_range is not None:
                 raise SaicmError(
                     f"lmbda_range {self.lmbda_range[0]:g} {self.lmbda_range[1]:g}: only for a "

@@ -301,7 +301,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
     if cfg.init and not resume:  # a bad --init fails before the run folder is made
         load_init(net, cfg, verbose=rank == 0)
     if cfg.variable_rate and ckpt is None:  # a resumed run's anchors come with its weights
-        net.set_range(*cfg.lmbda_range)  # its gains are fixed (no gradient) in the network itself
+        # its gains are fixed (no gradient) in the network itself
+        net.set_range(*cfg.lmbda_range, unit=cfg.unit_step_lmbda)
     net = net.to(device)
     net.train()
     aux_params = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
@@ -499,7 +500,11 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool) -> Trained
         dist.barrier()
     if rank != 0:
         return None
-    rate = {"lmbda_range": cfg.lmbda_range} if cfg.variable_rate else {"lmbda": cfg.lmbda}
+    rate: dict = {"lmbda": cfg.lmbda}
+    if cfg.variable_rate:
+        rate = {"lmbda_range": cfg.lmbda_range}
+        if cfg.unit_step_lmbda is not None:
+            rate["unit_step_lmbda"] = cfg.unit_step_lmbda
     card = {
         "loss": cfg.loss,
         **rate,

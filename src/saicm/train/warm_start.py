@@ -63,3 +63,12 @@ def load_init(net: torch.nn.Module, cfg: TrainConfig, verbose: bool) -> None:
             "(lmbda_levels, Gain) from lmbda_range",
             flush=True,
         )
+        trained_at = start.card.get("lmbda")
+        if start.arch == "mbt2018-mean" and cfg.unit_step_lmbda is None:
+            at = f" {trained_at:g}" if isinstance(trained_at, (int, float)) else ""
+            print(
+                f"note: the start codes as it was trained only at the top lambda "
+                f"{cfg.lmbda_range[1]:g}; --unit-step-lmbda <its lambda{at}> keeps it at its own "
+                "(docs/TRAINING.md, the CPU recipe)",
+                flush=True,
+            )

@@ -22,7 +22,7 @@ __all__ = ["TRAIN_CHECKS", "TRAIN_OPTIONAL", "TRAIN_PAIRS"]
 #: settings that are two values (``--lmbda-range LO HI``)
 TRAIN_PAIRS = ("lmbda_range",)
 #: settings that may be unset (None): the default is then decided by the other settings
-TRAIN_OPTIONAL = ("name", "lmbda", "lmbda_range", "quant")
+TRAIN_OPTIONAL = ("name", "lmbda", "lmbda_range", "unit_step_lmbda", "quant")
 
 #: setting -> checker (see :mod:`saicm.utils.options`); None values mean "not set". The checker
 #: of a setting in :data:`TRAIN_PAIRS` checks each of its two values.
@@ -30,6 +30,7 @@ TRAIN_CHECKS: dict[str, Callable[[Any], Any]] = {
     "loss": choice("mse", "region", "edge"),
     "lmbda": finite_float(0, 1e4, lo_open=True),
     "lmbda_range": finite_float(0, 1e4, lo_open=True),  # each of the two, LO < HI
+    "unit_step_lmbda": finite_float(0, 1e4, lo_open=True),  # within lmbda_range
     "quant": choice("noise", "ste", "mixed"),
     "schedule": choice("step", "cosine"),
     "warmup": int_range(0, 10**9),
