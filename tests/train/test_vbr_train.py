@@ -246,6 +246,29 @@ def test_unit_step_lambda_keeps_a_fixed_rate_start_at_its_own_lambda(
         )
 
 
+def test_a_variable_rate_start_keeps_its_unit_step_lambda(tmp_path, corpus, capsys):
+    """``--init`` from a variable-rate model (the shared base of a study, a snapshot to continue
+    from): without ``--unit-step-lmbda`` the run keeps the start's gains where the ranges agree,
+    so the start codes as it did; outside the run's range the gains move, and it says so."""
+    fixed = _fixed_model(tmp_path)
+    base = tmp_path / "base"
+    cfg = _cfg(corpus, steps=1, init=str(fixed.path), lr=0.0, aux_lr=0.0, unit_step_lmbda=0.01)
+    start = train(cfg, base, progress=False)
+    capsys.readouterr()
+    run = tmp_path / "run"
+    model = train(_cfg(corpus, steps=1, init=str(start.path), lr=0.0), run, progress=False)
+    assert "codes lambda 0.01 with step 1; the run keeps that" in capsys.readouterr().out
+    assert torch.equal(_weights(run)["Gain"], _weights(base)["Gain"])
+    assert model.card["unit_step_lmbda"] == 0.01
+    # a range that leaves out 0.01: gains from the run's range (step 1 at its top), said
+    other = tmp_path / "other"
+    train(
+        _cfg(corpus, steps=1, init=str(start.path), lmbda_range=[0.02, 0.05]), other, progress=False
+    )
+    assert "outside the run's range 0.02..0.05: its gains change" in capsys.readouterr().out
+    assert float(_weights(other)["Gain"][-1]) == pytest.approx(1.0)
+
+
 def test_two_process_ddp_of_a_variable_rate_run_agrees_with_one_process(tmp_path, corpus, torchrun):
     """Every rank draws the step's lambda; the fixed gains take no part in the gradient sync."""
     import yaml

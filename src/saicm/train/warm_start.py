@@ -38,6 +38,8 @@ def load_init(net: torch.nn.Module, cfg: TrainConfig, verbose: bool) -> None:
         params = dict(net.named_parameters())
         state = {k: v.float() if k in params else v for k, v in start.net.state_dict().items()}
         net.load_state_dict(state)
+        if cfg.variable_rate and cfg.unit_step_lmbda is None:
+            _inherit_unit_step(net, cfg, verbose)
         return
     if not (cfg.variable_rate and start.arch in ("mbt2018-mean", *VARIABLE_RATE_ARCHS)):
         raise SaicmError(refusal)
@@ -72,3 +74,27 @@ def load_init(net: torch.nn.Module, cfg: TrainConfig, verbose: bool) -> None:
                 "(docs/TRAINING.md, the CPU recipe)",
                 flush=True,
             )
+
+
+def _inherit_unit_step(net: torch.nn.Module, cfg: TrainConfig, verbose: bool) -> None:
+    """A variable-rate start keeps the lambda it codes with step 1 (``cfg.unit_step_lmbda`` set
+    from its gains) when that lambda lies in the run's range: the run's anchors then give the
+    start's gains wherever the ranges share lambdas, instead of moving step 1 to the top of the
+    run's range (which would change how the start codes every lambda before any step)."""
+    assert cfg.lmbda_range is not None
+    lo, hi = cfg.lmbda_range
+    unit = float(f"{net.lmbda_for(1.0):.6g}") if net.Gain.min() <= 1 <= net.Gain.max() else None
+    if unit is not None and lo <= unit <= hi:
+        cfg.unit_step_lmbda = unit
+        if verbose:
+            print(
+                f"--init {cfg.init}: codes lambda {unit:g} with step 1; the run keeps that "
+                "(--unit-step-lmbda to choose another)",
+                flush=True,
+            )
+    elif verbose:
+        print(
+            f"note: --init {cfg.init} codes with step 1 at lambda {unit}, outside the run's "
+            f"range {lo:g}..{hi:g}: its gains change (step 1 at {hi:g}, or --unit-step-lmbda)",
+            flush=True,
+        )
