@@ -456,6 +456,9 @@ def parse_codec(spec: str) -> Codec:
     """
     label, eq, rest = spec.partition("=")
     if eq and label and "/" not in label and ":" not in label:
+        inner, eq2, _ = rest.partition("=")
+        if eq2 and inner and "/" not in inner and ":" not in inner:
+            raise CodecSettingError(f"--codec {spec}: two labels; name a curve once: LABEL=SPEC")
         codec = parse_codec(rest)
         codec.coder, codec.name = codec.coder_name, label
         return codec
@@ -468,8 +471,13 @@ def parse_codec(spec: str) -> Codec:
 
 
 def _parse(spec: str) -> Codec:
-    name, _, rest = spec.partition(":")
-    settings = [s for s in rest.split(",") if s] if rest else None
+    name, colon, rest = spec.partition(":")
+    if colon and not all(s.strip() for s in rest.split(",")):
+        raise CodecSettingError(
+            f"--codec {spec}: an empty setting (nothing after ':', two commas, or a comma at an "
+            "end); give NAME or NAME:S1,S2"
+        )
+    settings = rest.split(",") if rest else None
     path = Path(spec)
     if name not in CODECS and (path.suffix == ".pt" or path.is_dir()):
         files = sorted(path.glob("*.pt")) if path.is_dir() else [path]
