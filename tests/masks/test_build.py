@@ -229,7 +229,7 @@ def test_both_sam_generators_write_the_same_masks(folder, tmp_path):
         (
             lambda p: __import__("torch").save({"x": __import__("torch").zeros(1)}, p),
             "vit_b",
-            "not a vit_b SAM checkpoint",
+            "not a vit_b checkpoint",
         ),
         (
             lambda p: __import__("torch").save({"x": __import__("torch").zeros(1)}, p),
