@@ -198,3 +198,11 @@ def test_objects_refined_by_sam2_are_refused():
 
     with pytest.raises(ModelError, match=r"not --sam-type sam2\.1_hiera_s"):
         create_source("objects", checkpoint="x.pt", sam_type="sam2.1_hiera_s")
+
+
+def test_a_tinyvit_checkpoint_of_another_type_without_mobile_sam_says_so(tmp_path, monkeypatch):
+    ckpt = tmp_path / "mobile_sam.pt"
+    torch.save({"image_encoder.layers.0.x": torch.zeros(1)}, ckpt)
+    monkeypatch.setitem(sys.modules, "mobile_sam", None)
+    with pytest.raises(ModelError, match=r"a TinyViT \(MobileSAM\) checkpoint; .* mobile_sam"):
+        build_sam(ckpt, "vit_h")

@@ -221,7 +221,13 @@ def build_sam(checkpoint: str | Path | None, sam_type: str = "vit_h") -> torch.n
     path = _checkpoint_file(checkpoint, sam_type)
     state = read_state_dict(path)
     if sam_type == "vit_t" or any(k.startswith("image_encoder.layers.") for k in state):
-        registry, sam_type = _mobile_sam_registry(), "vit_t"
+        try:
+            registry = _mobile_sam_registry()
+        except ModelError as exc:  # a TinyViT checkpoint given as another type: say so
+            if sam_type == "vit_t":
+                raise
+            raise ModelError(f"{path}: a TinyViT (MobileSAM) checkpoint; {exc}") from None
+        sam_type = "vit_t"
     else:
         from segment_anything import sam_model_registry as registry
     sam = registry[sam_type]()
