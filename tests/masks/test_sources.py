@@ -58,7 +58,7 @@ def test_sam_without_checkpoint_says_where_weights_are(tmp_path):
         build_sam(tmp_path / "sam_vit_b.pth", "vit_b")
     bad = tmp_path / "bad.pth"
     torch.save({"x": torch.zeros(1)}, bad)
-    with pytest.raises(ModelError, match="not a vit_b SAM checkpoint"):
+    with pytest.raises(ModelError, match="not a vit_b checkpoint"):
         build_sam(bad, "vit_b")
 
 

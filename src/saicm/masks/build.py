@@ -34,8 +34,9 @@ from .sources import MaskSource
 __all__ = ["BuildSummary", "build_masks", "find_images", "read_manifest", "torchrun_shard"]
 
 #: settings that change how fast masks are made, not what they are (the two SAM generators
-#: make the same masks: tests/masks/test_amg.py)
-_NOT_CONTENT = ("device", "points_per_batch", "generator")
+#: make the same masks: tests/masks/test_amg.py), and the checkpoint file's hash (a record:
+#: the weights that make the masks are keyed by ``model_sha256``, whatever file holds them)
+_NOT_CONTENT = ("device", "points_per_batch", "generator", "checkpoint_sha256")
 
 #: images read, decoded and prepared (resized for SAM) ahead of the model, in worker threads
 PREFETCH = 4

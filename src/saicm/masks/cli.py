@@ -15,6 +15,16 @@ __all__ = ["add_masks_parser"]
 
 _OPEN_FRACTION = finite_float(0, 1, lo_open=True, hi_open=True)
 
+#: saicm.masks.models.SAM_TYPES, spelled out: building the parser imports no torch
+_SAM_TYPES = (
+    "vit_h",
+    "vit_l",
+    "vit_b",
+    "vit_t",
+    "lite_medsam",
+    *(f"sam2{v}_hiera_{k}" for v in ("", ".1") for k in ("t", "s", "b+", "l")),
+)
+
 
 def cmd_masks(args: argparse.Namespace) -> int:
     from .build import build_masks, torchrun_shard
@@ -126,9 +136,16 @@ def add_masks_parser(sub: argparse._SubParsersAction) -> None:
         "--edge-width", type=int_range(0, 64), default=None, help="dilation radius of the edges"
     )
     ks = k.add_argument_group("sam (and objects refined by SAM)")
-    ks.add_argument("--checkpoint", default=None, help="official SAM or MobileSAM weights")
     ks.add_argument(
-        "--sam-type", default=None, choices=("vit_h", "vit_l", "vit_b", "vit_t", "lite_medsam")
+        "--checkpoint", default=None, help="official SAM, MobileSAM or SAM 2 / 2.1 weights"
+    )
+    ks.add_argument(
+        "--sam-type",
+        default=None,
+        choices=_SAM_TYPES,
+        metavar="TYPE",
+        help="vit_h (default), vit_l, vit_b; vit_t (MobileSAM); lite_medsam; SAM 2 / 2.1: "
+        "sam2_hiera_t/s/b+/l, sam2.1_hiera_t/s/b+/l (docs/MASKS.md)",
     )
     ks.add_argument(
         "--alpha",

