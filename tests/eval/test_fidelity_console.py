@@ -156,9 +156,11 @@ def test_two_points_of_one_label_and_setting_are_refused(two_images, detection, 
 
 @pytest.mark.parametrize(
     "bad",
-    ["jpg:20", "=jpeg:10", "x/y=jpeg:10", "no-such-model.pt"]
-    # loose specs that used to drop a part silently: empty settings, a label twice
-    + ["jpeg:,10", "jpeg:10,", "jpeg:10,,40", "jpeg:", "a=b=jpeg:10"],
+    [
+        *("jpg:20", "=jpeg:10", "x/y=jpeg:10", "no-such-model.pt"),
+        # loose specs that used to drop a part silently: empty settings, a label twice
+        *("jpeg:,10", "jpeg:10,", "jpeg:10,,40", "jpeg:", "a=b=jpeg:10"),
+    ],
 )
 def test_a_codec_spec_that_cannot_be_read_is_refused_before_any_work(two_images, tmp_path,
                                                                      capsys, bad):  # fmt: skip
