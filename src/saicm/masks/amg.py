@@ -196,24 +196,38 @@ class LabelMapGenerator:
 
     # --- device side ---------------------------------------------------------------------------
     @torch.inference_mode()
-    def embed(self, inputs: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
-        """Image embeddings ``(1, C, h, w)`` of uint8 ``(3, h, w)`` inputs, in order, encoding
-        ``images_per_batch`` of them per encoder call."""
+    def embed(
+        self, inputs: Sequence[torch.Tensor], images_per_batch: int | None = None
+    ) -> Iterator[torch.Tensor]:
+        """Image embeddings ``(1, C, h, w)`` of uint8 ``(3, h, w)`` inputs, in order.
+
+        Arguments:
+            inputs: uint8 ``(3, h, w)`` encoder inputs (:attr:`PreparedImage.inputs`).
+            images_per_batch: inputs per encoder call (default: the generator's).
+        """
         model = self.model
-        for start in range(0, len(inputs), self.images_per_batch):
-            batch = [
-                model.preprocess(x.to(self.device)[None])
-                for x in inputs[start : start + self.images_per_batch]
-            ]
+        per = max(1, images_per_batch or self.images_per_batch)
+        for start in range(0, len(inputs), per):
+            batch = [model.preprocess(x.to(self.device)[None]) for x in inputs[start : start + per]]
             features = model.image_encoder(torch.cat(batch))
             yield from features.split(1)
 
     @torch.inference_mode()
-    def generate(self, images: Sequence[np.ndarray | PreparedImage]) -> list[Segments]:
-        """The kept masks of each image (uint8 ``(H, W, 3)`` RGB, or already prepared)."""
+    def generate(
+        self,
+        images: Sequence[np.ndarray | PreparedImage],
+        images_per_batch: int | None = None,
+    ) -> list[Segments]:
+        """The kept masks of each image.
+
+        Arguments:
+            images: uint8 ``(H, W, 3)`` RGB images, or already :meth:`prepare`-d.
+            images_per_batch: encoder inputs (images, or crops of them) per encoder call
+                (default: the generator's ``images_per_batch``).
+        """
         prepared = [p if isinstance(p, PreparedImage) else self.prepare(p) for p in images]
         flat = [x for p in prepared for x in p.inputs]
-        features = self.embed(flat)
+        features = self.embed(flat, images_per_batch)
         out = []
         for p in prepared:
             crops = [

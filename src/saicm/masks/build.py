@@ -5,9 +5,11 @@ written atomically, then a line in ``manifest-<i>of<n>.jsonl`` (its shard's own 
 never write the same file). A re-run skips an image whose mask exists and whose manifest line
 was made from the same image bytes (SHA-256) by the same source with the same settings; a
 replaced image or another source or setting makes its mask again. A killed run loses at most
-the image in flight. Under ``torchrun`` each rank takes the shard
+the images in flight (one batch). Under ``torchrun`` each rank takes the shard
 ``RANK/WORLD_SIZE`` and the GPU ``LOCAL_RANK``. Worker threads read, hash, decode and prepare
-(``MaskSource.prepare``: SAM's resize) the next images while the model works on this one.
+(``MaskSource.prepare``: SAM's resize) the next images while the model works on these. A
+source that batches (SAM's batched generator) is given ``image_batch`` images at a time, then
+each image's mask and manifest line are written as they would be one at a time.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..errors import SaicmError
 from ..image import is_image_file, load_image
 from ..utils.fingerprint import file_sha256
 from ..utils.io import atomic_path, folder_lock, refuse_overwrite, remove_stale_parts_of
-from .sources import MaskSource
+from .sources import MaskResult, MaskSource
 
 __all__ = ["BuildSummary", "build_masks", "find_images", "read_manifest", "torchrun_shard"]
 
@@ -39,7 +41,11 @@ __all__ = ["BuildSummary", "build_masks", "find_images", "read_manifest", "torch
 _NOT_CONTENT = ("device", "points_per_batch", "generator", "checkpoint_sha256")
 
 #: images read, decoded and prepared (resized for SAM) ahead of the model, in worker threads
+#: (at least two batches)
 PREFETCH = 4
+
+#: the most images one batch may hold (``--image-batch``)
+MAX_IMAGE_BATCH = 256
 
 
 @dataclass
@@ -109,16 +115,39 @@ def build_masks(
     shard: tuple[int, int] = (0, 1),
     overwrite: bool = False,
     progress: bool = True,
+    image_batch: int | None = None,
 ) -> BuildSummary:
     """Write a mask for every image of ``inputs`` that belongs to ``shard`` (index, count).
 
     Refused before any work (SaicmError): no input exists; a mask would replace an input or
     land in an input folder; the folder holds masks of another source or other settings, or
-    PNG files without a manifest (unless ``overwrite``); another run holds the shard's lock.
+    PNG files without a manifest (unless ``overwrite``); another run holds the shard's lock;
+    ``image_batch`` is not an integer from 1 to :data:`MAX_IMAGE_BATCH`.
+
+    Arguments:
+        inputs: folders (not recursive) and image files.
+        out: the mask folder.
+        source: what makes the masks.
+        shard: ``(index, count)``: this run takes every ``count``-th image from ``index``.
+        overwrite: make every mask again.
+        progress: show a progress bar (plain lines when stderr is not a terminal).
+        image_batch: images the source makes at once where it batches
+            (:attr:`MaskSource.batchable`: SAM's batched generator, one image-encoder call);
+            None: its :meth:`MaskSource.default_image_batch` (4 on a GPU, 1 on a CPU). Not a
+            setting of the masks: the same masks whatever it is. A source that does not batch
+            makes one image at a time.
     """
     index, count = shard
     if not 0 <= index < count:
         raise SaicmError(f"shard {index}/{count} is not valid (need 0 <= i < n)")
+    if image_batch is not None and (
+        not isinstance(image_batch, int)
+        or isinstance(image_batch, bool)
+        or not 1 <= image_batch <= MAX_IMAGE_BATCH
+    ):
+        raise SaicmError(
+            f"image batch {image_batch!r}: expected an integer from 1 to {MAX_IMAGE_BATCH}"
+        )
     out = Path(out)
     missing = [str(p) for p in inputs if not Path(p).exists()]
     if missing and len(missing) == len(inputs):
@@ -131,9 +160,10 @@ def build_masks(
     if out.exists() and not out.is_dir():
         raise SaicmError(f"{out}: not a folder")
     source.load()
+    batch = (image_batch or source.default_image_batch()) if source.batchable else 1
     files = every[index::count]
     with folder_lock(out, f".saicm-masks-{index}of{count}.lock"):
-        return _build(files, out, source, index, count, overwrite, progress)
+        return _build(files, out, source, (index, count), overwrite, progress, batch)
 
 
 def _content_settings(source_name: str, settings: dict) -> dict:
@@ -225,11 +255,16 @@ def _reason(path: Path, exc: Exception) -> str:
 
 
 def _prefetch(
-    files: list[Path], out: Path, done: dict[str, dict], want: dict, source: MaskSource
+    files: list[Path],
+    out: Path,
+    done: dict[str, dict],
+    want: dict,
+    source: MaskSource,
+    ahead: int = PREFETCH,
 ) -> Iterator[tuple[Path, Path, str | None, object]]:
-    """``(path, target, sha256, loaded)`` for each file, in order, read ``PREFETCH`` ahead in
-    worker threads. ``loaded`` is ``(image, prepared)``, None when the mask is already made
-    from the same image bytes with the same settings, or a ``_Failure``."""
+    """``(path, target, sha256, loaded)`` for each file, in order, read ``ahead`` in worker
+    threads. ``loaded`` is ``(image, prepared)``, None when the mask is already made from the
+    same image bytes with the same settings, or a ``_Failure``."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
@@ -257,7 +292,7 @@ def _prefetch(
         todo = iter(files)
         for path in todo:
             pending.append(pool.submit(read, path))
-            if len(pending) >= PREFETCH:
+            if len(pending) >= ahead:
                 break
         while pending:
             item = pending.popleft().result()
@@ -267,17 +302,82 @@ def _prefetch(
             yield item
 
 
+#: an image to make: ``(path, target, sha256, (image, prepared))``
+_Item = tuple[Path, Path, str, tuple[np.ndarray, object]]
+
+
+def _make(source: MaskSource, batch: list[_Item]) -> list[tuple[MaskResult | _Failure, float]]:
+    """Each image's mask (or why it failed) and its seconds: the batch in one
+    ``generate_batch`` call (each image's share of its time), or one call per image for a batch
+    of one, or when the batch fails (so that one bad image fails alone)."""
+    if len(batch) > 1:
+        start = time.perf_counter()
+        try:
+            results = source.generate_batch(
+                [image for *_, (image, _) in batch],
+                [path for path, *_ in batch],
+                [prepared for *_, (_, prepared) in batch],
+            )
+        except SaicmError:
+            pass  # made again one at a time, below, to tell which image fails
+        else:
+            share = (time.perf_counter() - start) / len(batch)
+            return [(r, share) for r in results]
+    out: list[tuple[MaskResult | _Failure, float]] = []
+    for path, _, _, (image, prepared) in batch:
+        start = time.perf_counter()
+        try:
+            result = source(image, path) if prepared is None else source(image, path, prepared)
+        except SaicmError as exc:
+            out.append((_Failure(_reason(path, exc)), 0.0))
+            continue
+        out.append((result, time.perf_counter() - start))
+    return out
+
+
+def _write(
+    log: BinaryIO,
+    manifest: Path,
+    source: MaskSource,
+    item: _Item,
+    result: MaskResult,
+    seconds: float,
+) -> float:
+    """Write one image's mask (atomically), then its manifest line; returns its mask fraction."""
+    path, target, sha, _ = item
+    with atomic_path(target) as tmp:
+        Image.fromarray(result.mask.astype(bool)).save(tmp, format="PNG")
+    fraction = float(result.mask.mean())
+    rec = {
+        "image": str(path),
+        "image_sha256": sha,
+        "mask": str(target),
+        "source": source.name,
+        "settings": source.settings(),
+        "fraction": round(fraction, 6),
+        "count": result.count,
+        "seconds": round(seconds, 3),
+    }
+    try:
+        _append(log, manifest, json.dumps(rec) + "\n")
+    except BaseException:  # without its line the mask would be taken for a foreign file
+        target.unlink(missing_ok=True)
+        raise
+    return fraction
+
+
 def _build(
     files: list[Path],
     out: Path,
     source: MaskSource,
-    index: int,
-    count: int,
+    shard: tuple[int, int],
     overwrite: bool,
     progress: bool,
+    image_batch: int,
 ) -> BuildSummary:
     from ..utils.progress import progress as progress_bar
 
+    index, count = shard
     done = {} if overwrite else read_manifest(out)
     if not overwrite:
         _check_folder(out, done, source, files)
@@ -299,46 +399,34 @@ def _build(
         bar = progress_bar(  # plain lines when stderr is not a terminal
             len(files), desc, "image", disable=not progress, position=index
         )
-        for path, target, sha, loaded in _prefetch(files, out, done, want, source):
+
+        def run(batch: list[_Item]) -> None:
+            for item, (result, seconds) in zip(batch, _make(source, batch), strict=True):
+                bar.update(1)
+                if isinstance(result, _Failure):
+                    summary.failures[str(item[0])] = result.reason
+                    continue
+                summary.fractions.append(_write(log, manifest, source, item, result, seconds))
+                summary.done += 1
+
+        batch: list[_Item] = []
+        ahead = max(PREFETCH, 2 * image_batch)  # the next batch is decoded during this one
+        for path, target, sha, loaded in _prefetch(files, out, done, want, source, ahead):
             if loaded is None:  # done before, by the same source and settings, from this image
                 summary.skipped += 1
                 bar.total -= 1  # the rate and the ETA count the images still to make
                 if hasattr(bar, "refresh"):
                     bar.refresh()
-                continue
-            bar.update(1)
-            if isinstance(loaded, _Failure):
+            elif isinstance(loaded, _Failure):
+                bar.update(1)
                 summary.failures[str(path)] = loaded.reason
-                continue
-            start = time.perf_counter()
-            image, prepared = loaded
-            try:
-                result = (
-                    source(image, path) if prepared is None else source(image, path, prepared)
-                )
-            except SaicmError as exc:
-                summary.failures[str(path)] = _reason(path, exc)
-                continue
-            with atomic_path(target) as tmp:
-                Image.fromarray(result.mask.astype(bool)).save(tmp, format="PNG")
-            fraction = float(result.mask.mean())
-            summary.done += 1
-            summary.fractions.append(fraction)
-            rec = {
-                "image": str(path),
-                "image_sha256": sha,
-                "mask": str(target),
-                "source": source.name,
-                "settings": source.settings(),
-                "fraction": round(fraction, 6),
-                "count": result.count,
-                "seconds": round(time.perf_counter() - start, 3),
-            }
-            try:
-                _append(log, manifest, json.dumps(rec) + "\n")
-            except BaseException:  # without its line the mask would be taken for a foreign file
-                target.unlink(missing_ok=True)
-                raise
+            else:
+                batch.append((path, target, sha, loaded))
+                if len(batch) == image_batch:
+                    run(batch)
+                    batch = []
+        if batch:
+            run(batch)
         bar.close()
     summary.seconds = time.perf_counter() - t0
     return summary

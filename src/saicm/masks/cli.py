@@ -26,6 +26,33 @@ _SAM_TYPES = (
 )
 
 
+def _check_image_batch(args: argparse.Namespace) -> None:
+    """Refuse ``--image-batch`` for a source other than sam; note that it is ignored where
+    SAM encodes one image at a time (segment-anything's generator, SAM 2's).
+
+    Arguments:
+        args: the parsed ``saicm masks`` arguments.
+    """
+    if args.image_batch is None:
+        return
+    if args.source != "sam":
+        raise SaicmError(
+            f"--image-batch is for --source sam (SAM's image encoder), not --source {args.source}"
+        )
+    if args.generator == "segment-anything":
+        what = "--generator segment-anything"
+    elif (args.sam_type or "").startswith("sam2"):
+        what = f"--sam-type {args.sam_type} (sam2's own generator)"
+    else:
+        return
+    if args.image_batch > 1:
+        print(
+            f"saicm: note: --image-batch {args.image_batch} ignored: {what} encodes one image "
+            "at a time",
+            file=sys.stderr,
+        )
+
+
 def cmd_masks(args: argparse.Namespace) -> int:
     from .build import build_masks, torchrun_shard
     from .sources import create_source
@@ -56,6 +83,7 @@ def cmd_masks(args: argparse.Namespace) -> int:
             "edges; use --source sam --checkpoint FILE where SAM weights exist",
             file=sys.stderr,
         )
+    _check_image_batch(args)
     launched = torchrun_shard()
     if launched and settings["device"] is None:
         import os
@@ -96,7 +124,14 @@ def cmd_masks(args: argparse.Namespace) -> int:
     on_interrupt(
         lambda: f"the finished masks are kept in {args.output}; the same command skips them"
     )
-    summary = build_masks(args.images, args.output, source, shard=shard, overwrite=args.overwrite)
+    summary = build_masks(
+        args.images,
+        args.output,
+        source,
+        shard=shard,
+        overwrite=args.overwrite,
+        image_batch=args.image_batch,
+    )
     for line in summary.lines():
         print(line)
     if summary.failures:
@@ -167,6 +202,14 @@ def add_masks_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         choices=("batched", "segment-anything"),
         help="batched (default; the same masks as segment-anything's generator, docs/MASKS.md)",
+    )
+    ks.add_argument(
+        "--image-batch",
+        type=int_range(1, 256),
+        default=None,
+        metavar="N",
+        help="images per image-encoder call, batched generator only (default 4 on CUDA, 1 on "
+        "the CPU; the same masks whatever N)",
     )
     kh = k.add_argument_group("hed")
     kh.add_argument(

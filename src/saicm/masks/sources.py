@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,30 @@ class MaskSource:
     def prepare(self, image: np.ndarray) -> Any:
         """CPU work on ``image`` that a loader worker may do ahead of ``__call__`` (None: none)."""
         return None
+
+    @property
+    def batchable(self) -> bool:
+        """Whether :meth:`generate_batch` runs several images through the model at once."""
+        return False
+
+    def default_image_batch(self) -> int:
+        """Images per :meth:`generate_batch` call when none is asked for (1: one at a time)."""
+        return 1
+
+    def generate_batch(
+        self, images: Sequence[np.ndarray], paths: Sequence[Path | None], prepared: Sequence[Any]
+    ) -> list[MaskResult]:
+        """The masks of several images, in order (here: one ``__call__`` each).
+
+        Arguments:
+            images: uint8 ``(H, W, 3)`` RGB images.
+            paths: where each came from (or None).
+            prepared: what :meth:`prepare` gave for each.
+        """
+        return [
+            self(image, path) if ready is None else self(image, path, ready)
+            for image, path, ready in zip(images, paths, prepared, strict=True)
+        ]
 
     def __call__(
         self, image: np.ndarray, path: Path | None = None, prepared: Any = None
@@ -192,16 +217,50 @@ class SamEdges(MaskSource):
     ) -> MaskResult:
         if self._generator is None:
             self.load()
-        if self.generator == "segment-anything" or self._sam2:
-            with torch.inference_mode():
-                anns = self._generator.generate(image)
-            labels = paint_segments([a["segmentation"] for a in anns], image.shape[:2])
-            count = len(anns)
-        else:
-            (seg,) = self._generator.generate([prepared if prepared is not None else image])
+        if self.batchable:
+            (result,) = self.generate_batch([image], [path], [prepared])
+            return result
+        with torch.inference_mode():
+            anns = self._generator.generate(image)
+        labels = paint_segments([a["segmentation"] for a in anns], image.shape[:2])
+        return MaskResult(label_edges(labels, self.edge_width), labels, len(anns))
+
+    @property
+    def batchable(self) -> bool:
+        """True with the batched generator (SAM, MobileSAM, LiteMedSAM), once loaded:
+        ``generate_batch`` then encodes its images in one image-encoder call."""
+        from .amg import LabelMapGenerator
+
+        return isinstance(self._generator, LabelMapGenerator)
+
+    def default_image_batch(self) -> int:
+        """4 images per encoder call on a GPU with the batched generator, else 1 (on a CPU a
+        batch of images costs what the same images one at a time cost)."""
+        if not self.batchable:
+            return 1
+        return 4 if self._generator.device.type == "cuda" else 1
+
+    def generate_batch(
+        self, images: Sequence[np.ndarray], paths: Sequence[Path | None], prepared: Sequence[Any]
+    ) -> list[MaskResult]:
+        """The masks of several images; with the batched generator, their encoder inputs go
+        through SAM's image encoder together (the same masks: ``tests/masks/test_build.py``).
+
+        Arguments:
+            images: uint8 ``(H, W, 3)`` RGB images.
+            paths: where each came from (or None).
+            prepared: what :meth:`prepare` gave for each (None: prepared here).
+        """
+        if self._generator is None:
+            self.load()
+        if not self.batchable:
+            return super().generate_batch(images, paths, prepared)
+        inputs = [p if p is not None else i for i, p in zip(images, prepared, strict=True)]
+        out = []
+        for seg in self._generator.generate(inputs, images_per_batch=len(inputs)):
             labels = seg.label_map().cpu().numpy()
-            count = len(seg)
-        return MaskResult(label_edges(labels, self.edge_width), labels, count)
+            out.append(MaskResult(label_edges(labels, self.edge_width), labels, len(seg)))
+        return out
 
     def settings(self) -> dict[str, Any]:
         """The generator's settings, and, once loaded, the model's weights' SHA-256
