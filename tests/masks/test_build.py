@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -284,3 +285,140 @@ def test_bad_sam_checkpoints_are_one_line(folder, tmp_path, capsys, make, sam_ty
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("saicm: error: ") and message in err[0], err
     assert str(ckpt) in err[0] and not out.exists()  # nothing made before the model loads
+
+
+def _outputs(out) -> tuple[dict, dict]:
+    """Each mask's PNG bytes and manifest entry (less its timing and output folder), by stem."""
+    pngs = {p.stem: p.read_bytes() for p in out.glob("*.png")}
+    recs = {
+        stem: {**rec, "mask": str(Path(rec["mask"]).name), "seconds": None}
+        for stem, rec in read_manifest(out).items()
+    }
+    return pngs, recs
+
+
+@pytest.fixture()
+def batch_folder(folder):
+    """Five images with an unreadable one in the middle (im1x, between im1 and im2): with
+    three images a batch, the first batch closes over the bad one, the second holds two."""
+    (folder / "im1x.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sam():
+    """One SAM source for the image-batch tests (building it is what takes time)."""
+    return _sam_source()[0]
+
+
+class Wrapped:
+    """A source, passed through."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+    def __call__(self, image, path=None, prepared=None):
+        return self.source(image, path, prepared)
+
+
+class Picky(Wrapped):
+    """A SAM source whose batch call fails when it holds im1, and so does im1 alone."""
+
+    def generate_batch(self, images, paths, prepared):
+        if any(p.stem == "im1" for p in paths):
+            raise SaicmError("im1: cannot be made")
+        return self.source.generate_batch(images, paths, prepared)
+
+    def __call__(self, image, path=None, prepared=None):
+        if path.stem == "im1":
+            raise SaicmError(f"{path}: cannot be made")
+        return self.source(image, path, prepared)
+
+
+def test_image_batches_write_the_same_masks_and_manifest(batch_folder, tmp_path, sam):
+    runs = {}
+    for n in (1, 3):
+        out = tmp_path / f"batch{n}"
+        summary = build_masks([batch_folder], out, sam, image_batch=n, progress=False)
+        assert (summary.done, list(summary.failures)) == (5, [str(batch_folder / "im1x.png")])
+        runs[n] = _outputs(out)
+    assert sorted(runs[1][0]) == [f"im{i}" for i in range(5)]
+    assert runs[1] == runs[3]  # the same PNG bytes, the same manifest entries
+    # the image batch is not a setting of the masks: a folder made with one is done for another
+    again = build_masks([batch_folder], tmp_path / "batch1", sam, image_batch=2, progress=False)
+    assert (again.done, again.skipped) == (0, 5)
+    # a batch that fails is made again one image at a time: only the bad image fails
+    out = tmp_path / "picky"
+    summary = build_masks([batch_folder], out, Picky(sam), image_batch=3, progress=False)
+    assert summary.done == 4 and sorted(Path(p).stem for p in summary.failures) == ["im1", "im1x"]
+    pngs, recs = _outputs(out)
+    assert pngs == {k: v for k, v in runs[1][0].items() if k != "im1"}
+    assert recs == {k: v for k, v in runs[1][1].items() if k != "im1"}
+
+
+class KilledBatches(Wrapped):
+    """A SAM source that dies (like a SIGINT) on its n-th batch."""
+
+    def __init__(self, source, n: int):
+        super().__init__(source)
+        self.left = n
+
+    def generate_batch(self, images, paths, prepared):
+        self.left -= 1
+        if self.left < 0:
+            raise KeyboardInterrupt
+        return self.source.generate_batch(images, paths, prepared)
+
+
+def test_image_batches_resume_after_a_kill(batch_folder, tmp_path, monkeypatch, sam):
+    import saicm.masks.build as build
+
+    ref = tmp_path / "ref"
+    build_masks([batch_folder], ref, sam, image_batch=1, progress=False)
+    out = tmp_path / "masks"
+    # killed while the second batch of two is in the model: the first batch is kept
+    with pytest.raises(KeyboardInterrupt):
+        build_masks([batch_folder], out, KilledBatches(sam, 1), image_batch=2, progress=False)
+    assert sorted(read_manifest(out)) == ["im0", "im1"] and not list(out.glob(".*.part*"))
+    # killed while a batch (im2, im3, im4) is being written: im2, written first, is kept
+    write, calls = build._write, []
+
+    def dies_on_the_second(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return write(*args)
+
+    monkeypatch.setattr(build, "_write", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        build_masks([batch_folder], out, sam, image_batch=3, progress=False)
+    monkeypatch.setattr(build, "_write", write)
+    assert sorted(read_manifest(out)) == ["im0", "im1", "im2"]
+    summary = build_masks([batch_folder], out, sam, image_batch=3, progress=False)
+    assert (summary.done, summary.skipped, len(summary.failures)) == (2, 3, 1)
+    assert _outputs(out) == _outputs(ref)
+
+
+def test_image_batch_is_checked(folder, tmp_path, capsys, sam):
+    for bad in (0, 257, 2.0, True):
+        with pytest.raises(SaicmError, match=r"image batch .*: expected an integer from 1 to 256"):
+            build_masks([folder], tmp_path / "m", FelzenszwalbEdges(), image_batch=bad)
+    out = str(tmp_path / "m")
+    with pytest.raises(SystemExit) as usage:  # argparse's error: one line, exit status 2
+        main(["masks", str(folder), "-o", out, "--source", "sam", "--image-batch", "0"])
+    assert usage.value.code == 2
+    assert main(["masks", str(folder), "-o", out, "--source", "slic", "--image-batch", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2, err
+    assert "--image-batch: 0: expected an integer >= 1 and <= 256" in err[0]
+    assert "--image-batch is for --source sam" in err[1] and not (tmp_path / "m").exists()
+    args = ["masks", str(folder), "-o", out, "--source", "sam", "--image-batch", "4"]
+    assert main([*args, "--generator", "segment-anything"]) == 1  # no --checkpoint
+    err = capsys.readouterr().err
+    assert "--image-batch 4 ignored: --generator segment-anything encodes one image" in err
+    # the default: one image at a time on a CPU (a batch costs the same there)
+    assert sam.default_image_batch() == 1
+    assert FelzenszwalbEdges().default_image_batch() == 1

@@ -209,7 +209,7 @@ def add_masks_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="images per image-encoder call, batched generator only (default 4 on CUDA, 1 on "
-        "the CPU; the same masks whatever N)",
+        "the CPU; not a setting of the masks: docs/MASKS.md)",
     )
     kh = k.add_argument_group("hed")
     kh.add_argument(
