@@ -15,8 +15,8 @@ small-region removal), but
   act on each prompt alone, so the kept masks are bit for bit the same;
 - keeps masks as boolean tensors on the model's device (no RLE, no per-mask Python loop except
   for the optional small-region removal, which is OpenCV's, as in segment-anything);
-- encodes several images (or crops) per encoder call (``images_per_batch``) and paints the
-  label map on the device.
+- encodes several images (or crops) per encoder call (``images_per_batch``; ``saicm masks
+  --image-batch``) and paints the label map on the device.
 
 Its masks, scores, boxes and order equal the stock generator's, bit for bit on the CPU with
 ``images_per_batch=1`` (``tests/masks/test_amg.py``); the label map is
