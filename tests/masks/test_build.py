@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from saicm.cli import main
@@ -402,7 +403,7 @@ def test_image_batches_resume_after_a_kill(batch_folder, tmp_path, monkeypatch, 
     assert _outputs(out) == _outputs(ref)
 
 
-def test_image_batch_is_checked(folder, tmp_path, capsys, sam):
+def test_image_batch_is_checked(folder, tmp_path, capsys, monkeypatch, sam):
     for bad in (0, 257, 2.0, True):
         with pytest.raises(SaicmError, match=r"image batch .*: expected an integer from 1 to 256"):
             build_masks([folder], tmp_path / "m", FelzenszwalbEdges(), image_batch=bad)
@@ -419,6 +420,11 @@ def test_image_batch_is_checked(folder, tmp_path, capsys, sam):
     assert main([*args, "--generator", "segment-anything"]) == 1  # no --checkpoint
     err = capsys.readouterr().err
     assert "--image-batch 4 ignored: --generator segment-anything encodes one image" in err
-    # the default: one image at a time on a CPU (a batch costs the same there)
+    # the default: one image at a time on a CPU (a batch costs the same there), 4 on CUDA
+    from saicm.masks.amg import LabelMapGenerator
+
     assert sam.default_image_batch() == 1
-    assert FelzenszwalbEdges().default_image_batch() == 1
+    monkeypatch.setattr(LabelMapGenerator, "device", property(lambda self: torch.device("cuda")))
+    assert sam.default_image_batch() == 4
+    assert FelzenszwalbEdges().default_image_batch() == 1 and not FelzenszwalbEdges().batchable
+    assert not _sam_source(generator="segment-anything")[0].batchable  # one image at a time
