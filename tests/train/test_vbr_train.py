@@ -265,7 +265,8 @@ def test_a_variable_rate_start_keeps_its_unit_step_lambda(tmp_path, corpus, caps
     train(
         _cfg(corpus, steps=1, init=str(start.path), lmbda_range=[0.02, 0.05]), other, progress=False
     )
-    assert "outside the run's range 0.02..0.05: its gains change" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "step 1 at lambda 0.01, outside the run's range 0.02..0.05: its gains change" in said
     assert float(_weights(other)["Gain"][-1]) == pytest.approx(1.0)
 
 

@@ -93,8 +93,9 @@ def _inherit_unit_step(net: torch.nn.Module, cfg: TrainConfig, verbose: bool) ->
                 flush=True,
             )
     elif verbose:
+        where = "no lambda" if unit is None else f"lambda {unit:g}"
         print(
-            f"note: --init {cfg.init} codes with step 1 at lambda {unit}, outside the run's "
-            f"range {lo:g}..{hi:g}: its gains change (step 1 at {hi:g}, or --unit-step-lmbda)",
+            f"note: --init {cfg.init} codes with step 1 at {where}, outside the run's range "
+            f"{lo:g}..{hi:g}: its gains change (step 1 at {hi:g}, or --unit-step-lmbda)",
             flush=True,
         )
