@@ -33,7 +33,7 @@ demo: $(STAMP)   ## compress + decode the bundled photo with the shipped model, 
 test: $(STAMP)   ## lint, the import contracts (pyproject.toml, docs/ARCHITECTURE.md), the suite
 	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2  # two pytest-xdist workers (tests/conftest.py shares the cores)
 
 bench: $(STAMP)  ## speed benchmarks (by hand; results go to docs/BENCHMARKS.md)
 	$(BIN)/python benchmarks/codec_speed.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,12 @@ import torch
 from PIL import Image
 
 from saicm.codec import create_model, export_model
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # `pytest -n N` (make test): N workers share the
+    # cores, and the saicm processes that tests start inherit the same share
+    _threads = max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    torch.set_num_threads(_threads)
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,6 @@ import copy
 import itertools
 import math
 import struct
-import subprocess
-import sys
 import zlib
 from dataclasses import replace
 
@@ -178,32 +176,28 @@ def test_bpp_over_a_set_of_fixed_rate_models_takes_the_largest_that_fits(img):
         encode_to_bpp(img, names, ordered[0] * 0.99)
 
 
-def test_cli_encode_with_lambda_and_bpp(vbr_model, photo, tmp_path):
+def test_cli_encode_with_lambda_and_bpp(vbr_model, photo, tmp_path, capsys):
+    """``saicm encode --lmbda / --bpp`` through the CLI (in this process: the model loads once;
+    tests/test_cli.py runs the console script itself)."""
     from PIL import Image
+
+    from saicm.cli import main
 
     src = tmp_path / "p.png"
     Image.fromarray(photo[:128, :128]).save(src)
-    saicm = [sys.executable, "-m", "saicm"]
+    model = str(vbr_model.path)
 
-    def run(*args):
-        return subprocess.run([*saicm, *args], capture_output=True, text=True)
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["encode", str(src), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
 
-    r = run(
-        "encode",
-        str(src),
-        "-o",
-        str(tmp_path / "a.sic"),
-        "-m",
-        str(vbr_model.path),
-        "--lmbda",
-        "0.004",
-    )
-    assert r.returncode == 0 and "lambda 0.004" in r.stdout, r.stderr
-    r = run(
-        "encode", str(src), "-o", str(tmp_path / "b.sic"), "-m", str(vbr_model.path), "--bpp", "0.4"
-    )
-    assert r.returncode == 0 and "vbr@" in r.stdout and "tries" in r.stdout, r.stderr
-    bpp = float(r.stdout.split(" bpp")[0].split()[-1])
+    code, out, err = run("-o", str(tmp_path / "a.sic"), "-m", model, "--lmbda", "0.004")
+    assert code == 0 and "lambda 0.004" in out, err
+    code, out, err = run("-o", str(tmp_path / "b.sic"), "-m", model, "--bpp", "0.4")
+    assert code == 0 and "vbr@" in out and "tries" in out, err
+    bpp = float(out.split(" bpp")[0].split()[-1])
     assert bpp <= 0.4
     for args, message in [
         (("--lmbda", "0.5"), "outside this variable-rate model's range"),
@@ -211,12 +205,13 @@ def test_cli_encode_with_lambda_and_bpp(vbr_model, photo, tmp_path):
         (("--bpp", "0.01"), "cannot reach"),
         (("--bpp", "0.3", "--lmbda", "0.004"), "not both"),
     ]:
-        r = run("encode", str(src), "-o", str(tmp_path / "c.sic"), "-m", str(vbr_model.path), *args)
-        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
-    r = run(
-        "encode", str(src), "-o", str(tmp_path / "c.sic"), "-m", "mse-mbt-0.0018", "mse-mbt-0.013"
-    )
-    assert r.returncode != 0 and "need --bpp" in r.stderr
+        try:
+            code, out, err = run("-o", str(tmp_path / "c.sic"), "-m", model, *args)
+        except SystemExit as exit_:  # argparse's usage errors
+            code, err = int(exit_.code or 0), capsys.readouterr().err
+        assert code != 0 and message in err and "Traceback" not in err, err
+    code, out, err = run("-o", str(tmp_path / "c.sic"), "-m", "mse-mbt-0.0018", "mse-mbt-0.013")
+    assert code != 0 and "need --bpp" in err
     assert not (tmp_path / "c.sic").exists()
 
 

@@ -140,3 +140,26 @@ def test_bd_rate_on_a_sliver_is_refused_with_the_overlap(start, shown):
     assert f"curves overlap on {shown} of their accuracy range" in why and "below the 50%" in why
     # the bound is a parameter: bjontegaard's own recommendation refuses more
     assert bd_rate(anchor, _log_line([0.12, 0.24, 0.48, 0.96], 0.8), min_overlap=0.75)[0] is None
+
+
+def test_ms_ssim_one_channel_at_a_time_is_pytorch_msssim_on_all_three(photo):
+    """``ms_ssim`` scores the channels one by one (a third of the memory); the mean of the three
+    is pytorch_msssim's value for the whole image, and a side below the minimum is n/a."""
+    import torch
+    from pytorch_msssim import ms_ssim as reference
+
+    from saicm.eval.metrics import MS_SSIM_MIN_SIDE, ms_ssim
+
+    rng = np.random.default_rng(0)
+    a = photo[:200, :240]
+    b = np.clip(a.astype(np.int16) + rng.integers(-40, 41, a.shape), 0, 255).astype(np.uint8)
+    b[:, :, 2] = a[:, :, 2]  # one channel untouched: the channels score differently
+
+    def t(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255
+
+    expected = float(reference(t(a), t(b), data_range=1.0))
+    assert expected < 0.99
+    assert ms_ssim(a, b) == pytest.approx(expected, abs=1e-6)
+    assert ms_ssim(a, a) == pytest.approx(1.0, abs=1e-6)
+    assert math.isnan(ms_ssim(a[: MS_SSIM_MIN_SIDE - 1], b[: MS_SSIM_MIN_SIDE - 1]))

@@ -58,8 +58,16 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     def tensor(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255
 
+    # One channel at a time: pytorch_msssim scores each channel on its own and averages them,
+    # so the mean of the three is the same value (to float rounding) at about half the peak
+    # memory (measured on a 4096x4096 image: 2.7 GB -> 1.4 GB; equality tested in
+    # tests/eval/test_metrics.py).
+    scores = []
     with torch.inference_mode():
-        return float(_ms_ssim(tensor(a), tensor(b), data_range=1.0))
+        for c in range(a.shape[2]):
+            one = tensor(a[..., c : c + 1]), tensor(b[..., c : c + 1])
+            scores.append(float(_ms_ssim(*one, data_range=1.0)))
+    return float(np.mean(scores))
 
 
 def coded_rate_psnr(images: Sequence[np.ndarray], model: Any) -> tuple[float, float]:
