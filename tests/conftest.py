@@ -14,7 +14,8 @@ from saicm.codec import create_model, export_model
 
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # `pytest -n N` (make test): N workers share the
     # cores, and the saicm processes that tests start inherit the same share
-    _threads = max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _threads = max(1, (_cores or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ["OMP_NUM_THREADS"] = str(_threads)
     torch.set_num_threads(_threads)
 
