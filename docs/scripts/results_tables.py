@@ -52,6 +52,10 @@ def main() -> None:
                 value = "n/a" if r["bd_rate"] is None else f"{r['bd_rate']:+.1f}%"
                 if r.get("interval"):  # saicm eval --bootstrap: the 95% interval
                     value += " [{:+.0f}, {:+.0f}]".format(*r["interval"])
+                elif r["bd_rate"] is not None and r.get("note"):  # most draws refuse it
+                    value += " (no interval)"
+                if r["bd_rate"] is not None and r.get("overlap") is not None:
+                    value += f" ({100 * r['overlap']:.0f}%)"
                 rows.setdefault(r["codec"], {})[a] = value
         for codec, by in rows.items():
             print(f"| {codec} | " + " | ".join(by.get(a, "(anchor)") for a in anchors) + " |")

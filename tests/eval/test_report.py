@@ -110,3 +110,45 @@ def test_a_bd_rate_on_a_sliver_is_refused_in_the_table_and_the_json(tmp_path):
     rows = {r["codec"]: r for r in result["bd_rate"]["vvc"]["detection/map"]}
     assert rows["edge"]["bd_rate"] == pytest.approx(-20.0, abs=0.5)
     assert result["bd_min_overlap"] == 0.0
+
+
+def test_a_bd_rate_that_most_image_draws_refuse_says_it_has_no_interval(tmp_path):
+    """A BD-rate over enough overlap, whose bootstrap draws of the images mostly fall below the
+    bound, has no interval: the console, the page and the JSON say so instead of showing a bare
+    number that looks as solid as the others."""
+    import json
+    import math
+
+    from saicm.eval.report import bd_table, console_table
+    from saicm.eval.runner import ORIGINAL, Point
+
+    def point(codec, bpp, acc, reps):
+        return Point(codec, f"{bpp}", f"{codec}{bpp}", 1, 0, bpp, 0.0, 0.0,
+                     {"detection/map": acc}, replicates={"detection/map": reps})  # fmt: skip
+
+    rates = [0.1, 0.2, 0.4, 0.8]
+    anchor = [point("vvc", r, a, [a] * 10) for r in rates for a in [0.2 * math.log10(r) + 0.8]]
+    # 20% cheaper than the anchor over 67% of its range; in 7 of the 10 draws far below it
+    test = [
+        point(label, 0.8 * 0.15 * 2**k, a, [a] * good + [a - 1.0] * (10 - good))
+        for label, good in [("unstable", 3), ("stable", 10)]
+        for k in range(4)
+        for a in [0.2 * math.log10(0.15 * 2**k) + 0.8]
+    ]
+    points = [point(ORIGINAL, 0.0, 1.0, [1.0] * 10), *anchor, *test]
+    rows = {r["codec"]: r for r in bd_table(points, "detection/map", "vvc")}
+    assert rows["unstable"]["bd_rate"] == pytest.approx(-20.0, abs=1e-6)
+    assert rows["unstable"]["interval"] is None
+    assert rows["unstable"]["note"].startswith("no interval: 3 of 10 draws")
+    assert rows["stable"]["interval"] == pytest.approx((-20.0, -20.0), abs=1e-6)
+    assert rows["stable"]["note"] == ""
+    text = console_table(points, {"vvc": {"detection/map": list(rows.values())}})
+    line = [ln for ln in text.splitlines() if ln.startswith("unstable ")][-1]  # its BD-rate row
+    assert "-20.0 %" in line and "no interval: 3 of 10 draws" in line
+    res = {"points": points, "ground_truth": "test curves", "bad_images": {}, "images": [],
+           "tasks": ["detection"]}  # fmt: skip
+    files = write_report(res, tmp_path, anchors=["vvc"])
+    page = files["html"].read_text()
+    assert "-20.0 %<br><small>overlap 67%</small><br><small>no interval: 3 of 10" in page
+    saved = json.loads(files["json"].read_text())["bd_rate"]["vvc"]["detection/map"]
+    assert next(r for r in saved if r["codec"] == "unstable")["note"].startswith("no interval")

@@ -16,6 +16,7 @@ __all__ = [
     "MIN_OVERLAP",
     "bd_rate",
     "bd_rate_interval",
+    "bd_rate_replicates",
     "coco_map",
     "coco_map_resampled",
     "coded_rate_psnr",
@@ -206,18 +207,18 @@ def coco_map_resampled(
     return out
 
 
-def bd_rate_interval(
+def bd_rate_replicates(
     anchor: tuple[Sequence[float], Sequence[Sequence[float]]],
     test: tuple[Sequence[float], Sequence[Sequence[float]]],
-    level: float = 0.95,
     min_overlap: float = MIN_OVERLAP,
-) -> tuple[float, float] | None:
-    """Percentile interval of BD-rate over bootstrap replicates of two curves.
+) -> tuple[list[float], int]:
+    """BD-rate (%) of every bootstrap replicate of two curves that gives one, and the number of
+    replicates.
 
     Each curve is ``(bpp values, replicates)`` with one sequence of accuracies per point, all of
-    the same length (the replicates, paired across points and curves: the same image draw).
-    None when fewer than half of the replicates give a BD-rate (a replicate's curves that
-    overlap on less than ``min_overlap`` of their range give none, as in :func:`bd_rate`).
+    the same length (the replicates, paired across points and curves: the same image draw). A
+    replicate whose curves overlap on less than ``min_overlap`` of their range gives none, as in
+    :func:`bd_rate`.
     """
     ra, reps_a = anchor
     rt, reps_t = test
@@ -229,6 +230,19 @@ def bd_rate_interval(
         )
         if v is not None and math.isfinite(v):
             values.append(v)
+    return values, n
+
+
+def bd_rate_interval(
+    anchor: tuple[Sequence[float], Sequence[Sequence[float]]],
+    test: tuple[Sequence[float], Sequence[Sequence[float]]],
+    level: float = 0.95,
+    min_overlap: float = MIN_OVERLAP,
+) -> tuple[float, float] | None:
+    """Percentile interval of BD-rate over bootstrap replicates of two curves
+    (:func:`bd_rate_replicates`). None when fewer than half of the replicates give a BD-rate:
+    the estimate then rests on an overlap that most draws of the images do not have."""
+    values, n = bd_rate_replicates(anchor, test, min_overlap=min_overlap)
     if len(values) < max(1, n / 2):
         return None
     lo, hi = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils.io import atomic_path
-from .metrics import MIN_OVERLAP, bd_rate, bd_rate_interval, curve_overlap
+from .metrics import MIN_OVERLAP, bd_rate, bd_rate_interval, bd_rate_replicates, curve_overlap
 from .runner import ORIGINAL, Point, _safe, cell_path, decoded_path
 
 __all__ = ["bd_table", "console_table", "write_report"]
@@ -67,6 +67,12 @@ def bd_table(
         row = {"codec": codec, "bd_rate": value, "note": why, "overlap": overlap}
         if value is not None and anchor in reps and codec in reps:
             row["interval"] = bd_rate_interval(reps[anchor], reps[codec], min_overlap=min_overlap)
+            if row["interval"] is None:  # the estimate stands, but most image draws refuse it
+                given, n = bd_rate_replicates(reps[anchor], reps[codec], min_overlap=min_overlap)
+                row["note"] = (
+                    f"no interval: {len(given)} of {n} draws of the images give a BD-rate "
+                    f"(the rest overlap on less than {min_overlap:.0%}); read it as unstable"
+                )
         rows.append(row)
     return rows
 
@@ -231,13 +237,13 @@ def console_table(
                 if r["bd_rate"] is None:
                     value, why = "n/a", r.get("note") or ""
                 else:
-                    value, why = f"{r['bd_rate']:+.1f} %", ""
+                    value, why = f"{r['bd_rate']:+.1f} %", r.get("note") or ""
                     if r.get("interval"):
                         value += " [{:+.1f}, {:+.1f}]".format(*r["interval"])
                 overlap = r.get("overlap")
                 share = "" if overlap is None else f"{100 * overlap:.0f} %"
                 bd_rows.append([r["codec"], value, share, why])
-            lines += _columns(["codec", "BD-rate [95% interval]", "overlap", "why n/a"], bd_rows)
+            lines += _columns(["codec", "BD-rate [95% interval]", "overlap", "note"], bd_rows)
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -358,7 +364,7 @@ def _html(
                 if r and r["bd_rate"] is not None and r.get("overlap") is not None:
                     value += f"<br><small>overlap {100 * r['overlap']:.0f}%</small>"
                 note = f' title="{esc(r["note"])}"' if r and r["note"] else ""
-                if r and r["bd_rate"] is None and r["note"]:  # the refusal, said in the table
+                if r and r["note"]:  # a refusal, or an estimate without an interval
                     value += f"<br><small>{esc(r['note'])}</small>"
                 body += f"<td{note}>{value}</td>"
             body += "</tr>"
