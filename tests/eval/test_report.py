@@ -135,8 +135,17 @@ def test_a_bd_rate_that_most_image_draws_refuse_says_it_has_no_interval(tmp_path
         for k in range(4)
         for a in [0.2 * math.log10(0.15 * 2**k) + 0.8]
     ]
-    points = [point(ORIGINAL, 0.0, 1.0, [1.0] * 10), *anchor, *test]
+    # a curve with one point that has no replicates (its cell scored without them)
+    partial = [point("partial", p.bpp, p.metrics["detection/map"], p.replicates["detection/map"])
+               for p in test if p.codec == "stable"]  # fmt: skip
+    partial[0].replicates = {}
+    points = [point(ORIGINAL, 0.0, 1.0, [1.0] * 10), *anchor, *test, *partial]
     rows = {r["codec"]: r for r in bd_table(points, "detection/map", "vvc")}
+    assert rows["partial"]["bd_rate"] == pytest.approx(-20.0, abs=1e-6)
+    assert "interval" not in rows["partial"]
+    assert rows["partial"]["note"] == (
+        "no interval: a point of partial or vvc has no bootstrap replicates"
+    )
     assert rows["unstable"]["bd_rate"] == pytest.approx(-20.0, abs=1e-6)
     assert rows["unstable"]["interval"] is None
     assert rows["unstable"]["note"].startswith("no interval: 3 of 10 draws")

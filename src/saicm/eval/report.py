@@ -73,6 +73,8 @@ def bd_table(
                     f"no interval: {len(given)} of {n} draws of the images give a BD-rate "
                     f"(the rest overlap on less than {min_overlap:.0%}); read it as unstable"
                 )
+        elif value is not None and reps:  # bootstrapped, but not every point of the two curves
+            row["note"] = f"no interval: a point of {codec} or {anchor} has no bootstrap replicates"
         rows.append(row)
     return rows
 
