@@ -5,21 +5,15 @@ Validation of the start (step 1 at 0.013) and of a run checkpoint on a folder (i
 import sys
 
 import torch
+from step0_gains import start_net  # this folder
 
-from saicm.codec.installed import load_model
-from saicm.codec.registry import create_model
 from saicm.train.loop import validate
 
 torch.set_num_threads(2)
 folder = sys.argv[1]
 lms = [0.0018, 0.018, 0.18]
-net = create_model("mbt2018-mean-vbr")
-start = load_model("mse-mbt-0.013")
-own = dict(net.named_parameters())
+net = start_net(0.013)
 with torch.no_grad():
-    for k, v in start.net.named_parameters():
-        own[k].copy_(v.float())
-    net.set_range(0.0018, 0.18, unit=0.013)
     r0 = validate(net, folder, None, torch.device("cpu"), lms)
     ck = torch.load(sys.argv[2], weights_only=True, map_location="cpu")
     net.load_state_dict(ck["model"])
