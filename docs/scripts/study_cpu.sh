@@ -2,10 +2,14 @@
 # The study of issue 25 on two CPU cores (docs/TRAINING.md "The CPU recipe", docs/RESULTS.md):
 # the three losses (plain MSE, SA-ICM edge loss, region learning) as equal-budget fine-tunes of
 # one shared plain-MSE variable-rate base, then one `saicm eval` of them against VVC intra
-# (QP 63-27, so that the curves overlap), HEVC, WebP and AVIF on the detector.
+# (QP 63-27, so that the curves overlap), HEVC, WebP, AVIF and the twelve shipped fixed-rate models
+# on the detector.
 #
 # Usage: bash docs/scripts/study_cpu.sh [STEPS [IMAGES [OUT]]]
-#   STEPS   fine-tuning steps of each loss (default 1000: about 30 minutes each on two cores)
+#   STEPS   fine-tuning steps of each loss (default 1000: about 30 minutes each on two cores;
+#           the three 1000-step fine-tunes are committed: copy docs/results/issue25/
+#           {mse,sa-icm,region}-vbr-ft1k.pt to runs/ft1000/{mse,edge,region}/model.pt to only
+#           evaluate them, about 1 h 20 min on two cores)
 #   IMAGES  the evaluation images (default data/offline/val, the 200 of RESULTS.md)
 #   OUT     the evaluation folder (default runs/study/val200)
 # Resumable: run it again after a kill. A finished model is kept, an unfinished run continues
@@ -18,15 +22,16 @@ STEPS=${1:-1000}
 IMAGES=${2:-$D/val}
 OUT=${3:-runs/study/val200}
 BASE=${BASE:-docs/results/issue25/mse-vbr-base-1500.pt}
-R=${RUNS:-runs/ft$STEPS}
 
 [[ -d $D/train ]] || "$SAICM" data offline-corpus -o "$D"
 if [[ ! -d data/race-val ]]; then  # 13 validation images for the runs' own validation
     mkdir -p data/race-val
     ls "$D/val" | awk 'NR%16==1' | while read -r f; do cp "$D/val/$f" data/race-val/; done
 fi
-"$SAICM" masks "$D/train" -o "$D/masks-hed" --source hed
-"$SAICM" masks "$D/train" -o "$D/masks-objects" --source objects
+R=${RUNS:-runs/ft$STEPS}
+# The masks only where a fine-tune still has to train (they are cached and resumable as well).
+[[ -f $R/edge/model.pt ]] || "$SAICM" masks "$D/train" -o "$D/masks-hed" --source hed
+[[ -f $R/region/model.pt ]] || "$SAICM" masks "$D/train" -o "$D/masks-objects" --source objects
 
 # Every loss: the base's weights, Adam 1e-4 with a cosine decay to the end (compare only decayed
 # models), the same batch, crops and images. The edge loss counts only edge pixels and region
@@ -51,11 +56,17 @@ run $R/edge --loss edge --masks "$D/masks-hed" --lmbda-range 0.0072 0.72 --unit-
 run $R/region --loss region --masks "$D/masks-objects" --object-crops 0.5 --outside-weight 0.1 \
     --lmbda-range 0.0144 1.44 --unit-step-lmbda 0.104 --name region-vbr-ft
 
-# Five points per model at the same anchors (lambda x1, x4, x8 per loss).
+# Five points per model at the same anchors (lambda x1, x4, x8 per loss), and the twelve shipped
+# fixed-rate models (each loss and lambda from random weights), which a fine-tune must beat to be
+# shipped.
+E=sa-icm-mbt-hed
 "$SAICM" eval --images "$IMAGES" --task detection --workers 2 --bootstrap 200 --anchor vvc mse \
     --codec vvc:63,60,57,55,52,50,47,42,37,32,27 hevc:51,47,42,37,32,27 webp:5,20,40,80 \
     avif:10,30,50,70 \
     mse=saicm:$R/mse/model.pt@0.0018,0.0067,0.025,0.0932,0.18 \
     sa-icm=saicm:$R/edge/model.pt@0.0072,0.0268,0.1,0.373,0.72 \
     region=saicm:$R/region/model.pt@0.0144,0.0536,0.2,0.746,1.44 \
+    mse-mbt=saicm:mse-mbt-0.0018,mse-mbt-0.0035,mse-mbt-0.0067,mse-mbt-0.013 \
+    sa-icm-mbt=saicm:$E-0.007,$E-0.014,$E-0.027,$E-0.05 \
+    region-mbt=saicm:region-mbt-0.007,region-mbt-0.015,region-mbt-0.04,region-mbt-0.1 \
     -o "$OUT"
