@@ -9,7 +9,7 @@
 #   STEPS   fine-tuning steps of each loss (default 1000: about 30 minutes each on two cores;
 #           the three 1000-step fine-tunes are committed: copy docs/results/issue25/
 #           {mse,sa-icm,region}-vbr-ft1k.pt to runs/ft1000/{mse,edge,region}/model.pt to only
-#           evaluate them, about 1 h 20 min on two cores)
+#           evaluate them, about 1 h 10 min on two idle cores)
 #   IMAGES  the evaluation images (default data/offline/val, the 200 of RESULTS.md)
 #   OUT     the evaluation folder (default runs/study/val200)
 # Resumable: run it again after a kill. A finished model is kept, an unfinished run continues
@@ -23,7 +23,11 @@ IMAGES=${2:-$D/val}
 OUT=${3:-runs/study/val200}
 BASE=${BASE:-docs/results/issue25/mse-vbr-base-1500.pt}
 
+die() { echo "study_cpu.sh: $*" >&2; exit 2; }
+[[ $STEPS =~ ^[1-9][0-9]*$ ]] || die "STEPS is a whole number of steps, not '$STEPS'"
+[[ -f $BASE ]] || die "$BASE: no such base model (BASE=)"
 [[ -d $D/train ]] || "$SAICM" data offline-corpus -o "$D"
+[[ -e $IMAGES ]] || die "$IMAGES: no such evaluation images"  # before hours of training
 if [[ ! -d data/race-val ]]; then  # 13 validation images for the runs' own validation
     mkdir -p data/race-val
     ls "$D/val" | awk 'NR%16==1' | while read -r f; do cp "$D/val/$f" data/race-val/; done
