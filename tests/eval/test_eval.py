@@ -407,7 +407,9 @@ def test_codec_labels_name_the_curves(tiny_model):
     assert parse_codec("sa-icm-mbt-hed-0.05").settings == ["sa-icm-mbt-hed-0.05"]
 
 
-def test_bootstrap_gives_paired_replicates_and_bd_rate_intervals(photos, detection, tmp_path):
+def test_bootstrap_gives_paired_replicates_and_bd_rate_intervals(
+    photos, detection, tmp_path, capsys
+):
     images = sorted(photos.iterdir())
     # curves sharing most of their mAP range (0.78-1 and 0.80-1): a BD-rate is given
     codecs = [parse_codec("jpeg:15,25,40,90"), parse_codec("webp:1,10,50,90")]
@@ -420,8 +422,14 @@ def test_bootstrap_gives_paired_replicates_and_bd_rate_intervals(photos, detecti
     # the original scores 1 against its own detections in every draw
     original = next(p for p in res["points"] if p.codec == "_original")
     assert all(v == pytest.approx(1.0) for v in original.replicates["detection/map"])
-    again = evaluate(images, codecs, [detection], tmp_path / "r", progress=False, bootstrap=40)
+    capsys.readouterr()
+    again = evaluate(images, codecs, [detection], tmp_path / "r", progress=True, bootstrap=40)
     assert [p.replicates for p in again["points"]] == [p.replicates for p in res["points"]]
+    # the resumed run says what it keeps, and the minutes of scoring have their progress lines
+    err = capsys.readouterr().err.splitlines()
+    cells = 9 * len(images)  # the original and 8 settings, each on every image
+    assert err[0] == f"saicm: eval: {cells} cells from {tmp_path / 'r' / 'cells'}, 0 to compute"
+    assert err[-1].startswith("score: 9/9 point (100%), ")
     (row,) = bd_table(res["points"], "detection/map", "jpeg")
     assert row["bd_rate"] is not None
     lo, hi = row["interval"]

@@ -236,6 +236,7 @@ def evaluate(
             setting given twice in one (each label is one curve, each setting one point), ...
     """
     from ..utils.progress import progress as progress_bar
+    from ..utils.progress import say
 
     out = Path(out)
     if not images:
@@ -338,6 +339,9 @@ def evaluate(
         for key in keys[1:]:
             cells[key].update({s: r for s, r in cells[keys[0]].items() if s not in cells[key]})
 
+    found = sum(len(c) for c in cells.values())
+    if progress and found:  # a resumed run says what it keeps before it computes the rest
+        say(f"eval: {found} cells from {out / 'cells'}, {len(todo)} to compute")
     by_folder: dict[Path, list[str]] = {}
     for item in todo:
         by_folder.setdefault(item[4].parent, []).append(item[4].name)
@@ -409,6 +413,8 @@ def evaluate(
         else []
     )
     points = []
+    # COCO scoring of every point on every draw: minutes for a large study, so it counts too
+    scoring = progress_bar(len(cells), "score", "point", disable=not (progress and bootstrap))
     for (cname, setting), per_image in cells.items():
         used = [s for s in per_image if s in ids]
         bits = sum(8 * per_image[s]["bytes"] for s in used)
@@ -466,6 +472,8 @@ def evaluate(
                 coders[(cname, setting)],
             )
         )
+        scoring.update(1)
+    scoring.close()
     return {
         "points": points,
         "ground_truth": gt_note,
