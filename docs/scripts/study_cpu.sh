@@ -18,14 +18,18 @@
 set -euo pipefail
 SAICM=${SAICM:-saicm}
 D=${DATA:-data/offline}
-STEPS=${1:-1000}
+STEPS=${1-1000}
 IMAGES=${2:-$D/val}
 OUT=${3:-runs/study/val200}
 BASE=${BASE:-docs/results/issue25/mse-vbr-base-1500.pt}
 
 die() { echo "study_cpu.sh: $*" >&2; exit 2; }
-[[ $STEPS =~ ^[1-9][0-9]*$ ]] || die "STEPS is a whole number of steps, not '$STEPS'"
+(( $# <= 3 )) || die "at most three arguments (STEPS IMAGES OUT), not $#"
+[[ $STEPS =~ ^[1-9][0-9]{0,6}$ ]] || die "STEPS is a number of steps from 1 to 9999999, not '$STEPS'"
 [[ -f $BASE ]] || die "$BASE: no such base model (BASE=)"
+if (( $# >= 2 )); then  # given images are checked before the corpus is built
+    [[ -e $IMAGES ]] || die "$IMAGES: no such evaluation images"
+fi
 [[ -d $D/train ]] || "$SAICM" data offline-corpus -o "$D"
 [[ -e $IMAGES ]] || die "$IMAGES: no such evaluation images"  # before hours of training
 if [[ ! -d data/race-val ]]; then  # 13 validation images for the runs' own validation

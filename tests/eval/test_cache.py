@@ -125,3 +125,106 @@ def test_a_cell_of_another_cache_format_or_cut_short_is_computed_again(tmp_path,
     cell.unlink()
     assert _points(evaluate([img], codecs, [detection], out, progress=False)) == good
     assert not stale.exists() and cell.exists()
+
+
+_NAN, _INF = float("nan"), float("inf")
+_DAMAGE = {  # what a hand, a bad disk or a hostile report folder can put into a cell
+    "bytes 1e30": {"bytes": 10**30},
+    "bytes a bool": {"bytes": True},
+    "bytes negative": {"bytes": -5},
+    "bytes a string": {"bytes": "16678"},
+    "bytes a float": {"bytes": 1.5},
+    "pixels 0": {"pixels": 0},
+    "pixels negative": {"pixels": -1},
+    "pixels another size": {"pixels": 2 * 128 * 128},
+    "psnr NaN": {"psnr": _NAN},
+    "psnr a string": {"psnr": "x"},
+    "psnr negative": {"psnr": -3.0},
+    "ms_ssim a string": {"ms_ssim": "x"},
+    "encode_s negative": {"encode_s": -1.0},
+    "decode_s infinite": {"decode_s": _INF},
+    "predictions a string": {"predictions": "x"},
+    "a task's predictions a string": {"predictions": {"detection": "x"}},
+    "a box with NaN": {"predictions": {"detection": [{"category_id": 1, "bbox": [_NAN, 0, 1, 1], "score": 0.5}]}},  # noqa: E501
+    "a box with a string": {"predictions": {"detection": [{"category_id": 1, "bbox": ["x", 0, 1, 1], "score": 0.5}]}},  # noqa: E501
+    "a box of three": {"predictions": {"detection": [{"category_id": 1, "bbox": [0, 0, 1], "score": 0.5}]}},  # noqa: E501
+    "a box of negative width": {"predictions": {"detection": [{"category_id": 1, "bbox": [0, 0, -4, 1], "score": 0.5}]}},  # noqa: E501
+    "a bool category": {"predictions": {"detection": [{"category_id": True, "bbox": [0, 0, 1, 1], "score": 0.5}]}},  # noqa: E501
+    "an infinite score": {"predictions": {"detection": [{"category_id": 1, "bbox": [0, 0, 1, 1], "score": _INF}]}},  # noqa: E501
+    "a mask of another size": {"predictions": {"detection": [{"category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5, "segmentation": {"size": [9, 9], "counts": "1"}}]}},  # noqa: E501
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def damaged_setup(tmp_path_factory, detection):
+    d = tmp_path_factory.mktemp("damage")
+    img = d / "img.png"
+    _photo("coffee", (0, 0, 128, 128)).save(img)
+    codecs, out = [parse_codec("jpeg:10")], d / "report"
+    good = _points(evaluate([img], codecs, [detection], out, progress=False))
+    cell = next((out / "cells" / "jpeg").rglob("img.json"))
+    return img, codecs, out, good, cell, json.loads(cell.read_text())
+
+
+@pytest.mark.parametrize("case", list(_DAMAGE))
+def test_a_cell_whose_key_matches_but_whose_values_are_damaged_is_computed_again(
+    case, damaged_setup, detection
+):
+    """The key says which image, codec and task a cell is for; the values must also be what a
+    coder and a task write for that image, or the cell is computed again (never scored: a
+    `bytes` of 10**30 gave a bpp of 1e25 with exit 0, `pixels` 0 a ZeroDivisionError)."""
+    img, codecs, out, good, cell, rec = damaged_setup
+    cell.write_text(json.dumps({**rec, **_DAMAGE[case]}))
+    assert _points(evaluate([img], codecs, [detection], out, progress=False)) == good
+    assert json.loads(cell.read_text()) == json.loads(json.dumps(rec)) | {
+        k: json.loads(cell.read_text())[k] for k in ("encode_s", "decode_s")
+    }
+
+
+@pytest.mark.parametrize(
+    "text", ["[]", "null", '"x"', '{"key": "x"}', "[" * 100_000, "pipe", "folder"]
+)
+def test_a_cell_that_is_not_a_cell_is_computed_again_or_refused(text, damaged_setup, detection):
+    """Not a JSON object, nested past the parser's depth, a named pipe (reading it waited
+    forever): computed again; a folder where the cell goes: one error naming it."""
+    import os
+
+    from saicm.errors import SaicmError
+
+    img, codecs, out, good, cell, _ = damaged_setup
+    cell.unlink()
+    if text == "pipe":
+        os.mkfifo(cell)
+    elif text == "folder":
+        cell.mkdir()
+        with pytest.raises((SaicmError, OSError), match=r"img\.json"):
+            evaluate([img], codecs, [detection], out, progress=False)
+        cell.rmdir()
+    else:
+        cell.write_text(text)
+    assert _points(evaluate([img], codecs, [detection], out, progress=False)) == good
+    assert cell.is_file() and not cell.is_symlink()
+
+
+def test_a_link_planted_among_the_report_views_is_replaced_not_written_through(
+    damaged_setup, detection
+):
+    """The report's example views are written beside the link, then renamed over it: a link
+    to an input image (a hostile report folder) no longer turns that image into a JPEG."""
+    import shutil as sh
+
+    from saicm.eval.report import write_report
+
+    img, codecs, out, _, _, _ = damaged_setup
+    res = evaluate([img], codecs, [detection], out, progress=False)
+    write_report(res, out)
+    views = sorted((out / "views").glob("*.jpg"))
+    assert views
+    victim = img.parent / "victim.png"
+    sh.copy(img, victim)
+    before = victim.read_bytes()
+    views[-1].unlink()
+    views[-1].symlink_to(victim)
+    write_report(res, out)
+    assert victim.read_bytes() == before
+    assert views[-1].is_file() and not views[-1].is_symlink()

@@ -302,8 +302,8 @@ def _examples(out: Path, result: dict[str, Any], points: list[Point]) -> str:
             )
             shown = draw_detections(np.asarray(Image.open(img_path).convert("RGB")), dets)
             view = out / "views" / f"{img_path.stem}__{_safe(codec)}__{_safe(point.key)}.jpg"
-            view.parent.mkdir(parents=True, exist_ok=True)
-            shown.save(view, quality=88)
+            with atomic_path(view) as tmp:  # replaces whatever is there, never writes through it
+                shown.save(tmp, format="JPEG", quality=88)
             bpp = 8 * rec["bytes"] / rec["pixels"] if rec["bytes"] else 24.0
             label = "original" if codec == ORIGINAL else f"{codec} {setting}: {bpp:.3f} bpp"
             row.append(
