@@ -176,3 +176,12 @@ def test_missing_ids_duplicates_and_huge_images_are_refused(tmp_path, change, wh
     with pytest.raises(SaicmError, match=f"{path}: ") as info:
         load_coco(path)
     assert why in str(info.value), str(info.value)
+
+
+def test_an_annotation_file_nested_past_the_parser_is_one_error(tmp_path):
+    """Crafted JSON deeper than the parser goes raises RecursionError, not ValueError: still
+    the one-line "not a COCO annotation file"."""
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000)
+    with pytest.raises(SaicmError, match=r"deep\.json: not a COCO annotation file \(nested"):
+        load_coco(path)

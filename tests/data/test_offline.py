@@ -146,3 +146,20 @@ def test_a_killed_build_is_simply_run_again(tmp_path):
     )
     assert counts == build_offline_corpus(tmp_path / "clean", **fast)  # as a build never killed
     assert set(left) <= {Path(r["split"]) / f"{n}.png" for n, r in records.items()}
+
+
+def test_crafted_records_nested_past_the_parser_are_not_records(tmp_path):
+    """A `sources.json` or journal line nested deeper than the JSON parser goes (a
+    RecursionError, not a ValueError) is read as no record: the folder is refused as not
+    saicm's, the journal line skipped, never a traceback."""
+    from saicm.data.offline import JOURNAL, _check_output
+    from saicm.errors import SaicmError
+
+    out = tmp_path / "corpus"
+    out.mkdir()
+    deep = "[" * 100_000
+    (out / JOURNAL).write_text(deep + "\n" + json.dumps(["a", {"split": "val"}]) + "\n")
+    assert _check_output(out, overwrite=False) == {"a": {"split": "val"}}
+    (out / "sources.json").write_text(deep)
+    with pytest.raises(SaicmError, match=r"sources\.json: already exists"):
+        _check_output(out, overwrite=False)

@@ -121,6 +121,11 @@ def test_manifest_survives_a_cut_line(folder, tmp_path):
     summary = build_masks([folder], out, FelzenszwalbEdges(), progress=False)
     assert summary.done == 1 and summary.skipped == 4
     assert json.loads(m.read_text().splitlines()[-1])["mask"].endswith("im4.png")
+    # a line nested past the parser's depth (a crafted manifest) is a bad line too: redone
+    lines = m.read_text().splitlines()
+    m.write_text("\n".join(lines[:-1]) + "\n" + "[" * 100_000 + "\n")
+    summary = build_masks([folder], out, FelzenszwalbEdges(), progress=False)
+    assert summary.done == 1 and summary.skipped == 4
 
 
 def test_torchrun_ranks_take_their_shards(folder, tmp_path, torchrun):

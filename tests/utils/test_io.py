@@ -128,6 +128,11 @@ def test_folder_lock_refuses_a_second_run_and_takes_over_a_stale_lock(tmp_path):
     lock.write_text("{cut by a kill")
     with folder_lock(tmp_path / "rep"):
         pass
+    deep = "[" * 100_000  # crafted: nested past the parser's depth (a RecursionError)
+    lock.write_text(deep)
+    with folder_lock(tmp_path / "rep") as mine:
+        mine.write_text(deep)  # replaced while held: left, not a traceback at the release
+    assert lock.read_text() == deep
 
 
 def test_weights_file_that_needs_unpickling_is_refused_without_running(tmp_path):
@@ -183,6 +188,9 @@ def test_a_report_folder_is_continued_only_when_saicm_wrote_it(tmp_path):
     with pytest.raises(SaicmError, match=r"report\.html: already exists"):
         refuse_foreign_report(tmp_path / "other", names)
     refuse_foreign_report(tmp_path / "other", names, overwrite=True)
+    (tmp_path / "other" / "results.json").write_text("[" * 100_000)  # crafted: not saicm's
+    with pytest.raises(SaicmError, match=r"already exists"):
+        refuse_foreign_report(tmp_path / "other", names)
     (tmp_path / "file").write_text("x")
     with pytest.raises(SaicmError, match="file: not a folder"):
         refuse_foreign_report(tmp_path / "file", names)

@@ -161,3 +161,13 @@ def test_config_values_read_back_on_resume_are_checked(clip_dir, tmp_path, capsy
     (run / "config.yaml").write_text(yaml.safe_dump({**config, "lr": float("nan")}))
     assert main(["video", "train", str(clip_dir), "-o", str(run), "--resume"]) == 1
     assert "saicm: error: lr nan: expected a finite number" in capsys.readouterr().err
+
+
+def test_a_frames_cache_whose_clip_yaml_is_crafted_is_not_trusted(tmp_path):
+    """A `clip.yaml` nested deeper than the YAML parser goes (RecursionError) or holding a
+    number too long for int() (ValueError) vouches for nothing: the frames are read again."""
+    from saicm.video.run_frames import CLIP, _read_cache
+
+    for text in ("[" * 100_000, "frames: " + "9" * 5000):
+        (tmp_path / CLIP).write_text(text)
+        assert _read_cache(tmp_path) is None

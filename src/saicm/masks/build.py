@@ -103,7 +103,7 @@ def read_manifest(folder: str | Path) -> dict[str, dict]:
             try:
                 rec = json.loads(line)
                 entries[Path(rec["mask"]).stem] = rec
-            except (ValueError, KeyError, TypeError):  # a line cut by a kill: redone
+            except (ValueError, KeyError, TypeError, RecursionError):  # a cut or bad line: redone
                 continue
     return entries
 

@@ -362,7 +362,7 @@ def refuse_foreign_report(
     try:
         with open(folder / "results.json", "rb") as f:
             ours = isinstance(json.loads(f.read(1 << 26)).get("points"), list)
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # nested past the parser
         ours = False
     if not ours:
         refuse_existing([folder / n for n in names], overwrite)
@@ -401,7 +401,7 @@ def folder_lock(folder: str | os.PathLike[str], name: str = ".saicm.lock") -> It
                 pid, host = int(held["pid"]), str(held["host"])
             except FileNotFoundError:
                 continue  # released meanwhile: try again
-            except (OSError, ValueError, KeyError, TypeError):
+            except (OSError, ValueError, KeyError, TypeError, RecursionError):
                 pid, host = -1, me["host"]  # unreadable (cut by a kill): stale
             if host != me["host"] or (pid > 0 and _alive(pid)):
                 raise SaicmError(
@@ -427,8 +427,8 @@ def folder_lock(folder: str | os.PathLike[str], name: str = ".saicm.lock") -> It
     try:
         yield lock
     finally:
-        with contextlib.suppress(OSError):
-            held = json.loads(lock.read_text())
+        with contextlib.suppress(OSError, ValueError, AttributeError, RecursionError):
+            held = json.loads(lock.read_text())  # replaced meanwhile by anything: not ours
             if held.get("pid") == me["pid"]:
                 lock.unlink()
         if made:  # a job that failed before writing anything leaves no empty folder behind

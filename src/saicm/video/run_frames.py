@@ -64,7 +64,7 @@ def _read_cache(out: Path) -> Clip | None:
     """The cached clip if ``clip.yaml`` (written last) vouches for every frame, else None."""
     try:
         meta = yaml.safe_load((out / CLIP).read_text())
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):  # RecursionError: crafted
         return None
     if not isinstance(meta, dict) or not {"frames", "sha256", "source"} <= set(meta):
         return None
