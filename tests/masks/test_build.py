@@ -433,3 +433,23 @@ def test_image_batch_is_checked(folder, tmp_path, capsys, monkeypatch, sam):
     assert sam.default_image_batch() == 4
     assert FelzenszwalbEdges().default_image_batch() == 1 and not FelzenszwalbEdges().batchable
     assert not _sam_source(generator="segment-anything")[0].batchable  # one image at a time
+
+
+@pytest.mark.parametrize("kind", ["link", "pipe"])
+def test_a_manifest_that_is_not_a_regular_file_is_refused(folder, tmp_path, kind):
+    """A planted link would have the manifest lines appended to the file it names, a named
+    pipe would block the run for ever: both refused in one line, the link's target untouched."""
+    import os
+
+    out = tmp_path / "masks"
+    out.mkdir()
+    m = out / "manifest-0of1.jsonl"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's file\n")
+    if kind == "link":
+        m.symlink_to(victim)
+    else:
+        os.mkfifo(m)
+    with pytest.raises(SaicmError, match="not a regular file"):
+        build_masks([folder], out, FelzenszwalbEdges(), progress=False, overwrite=True)
+    assert victim.read_text() == "the user's file\n"

@@ -99,6 +99,8 @@ def read_manifest(folder: str | Path) -> dict[str, dict]:
     """Every manifest entry of a mask folder (all shards), keyed by image stem."""
     entries: dict[str, dict] = {}
     for m in sorted(Path(folder).glob("manifest-*.jsonl")):
+        if m.is_symlink() or not m.is_file():  # a pipe would never end; the build refuses it
+            continue
         for line in m.read_text().splitlines():
             try:
                 rec = json.loads(line)
@@ -382,6 +384,9 @@ def _build(
     if not overwrite:
         _check_folder(out, done, source, files)
     manifest = out / f"manifest-{index}of{count}.jsonl"
+    if manifest.is_symlink() or (manifest.exists() and not manifest.is_file()):
+        # appending would write through a link, or wait forever on a pipe
+        raise SaicmError(f"{manifest}: not a regular file (a manifest is a file saicm writes)")
     # a killed run's temporary files, of this shard's targets only (others may be writing)
     remove_stale_parts_of(out, (f"{p.stem}.png" for p in files))
     summary = BuildSummary()
