@@ -121,7 +121,8 @@ def _is_id(v: object) -> bool:
 MAX_SIDE = 65535
 
 
-def _is_number(v: object) -> bool:
+def is_finite_number(v: object) -> bool:
+    """A finite JSON number (not a bool, NaN or an infinity)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -134,7 +135,10 @@ def _is_segmentation(v: object) -> bool:
     (``size`` [h, w] within :data:`MAX_SIDE`, ``counts`` a string or a list of integers >= 0)."""
     if isinstance(v, list):
         return all(
-            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(map(_is_number, p))
+            isinstance(p, list)
+            and len(p) >= 6
+            and len(p) % 2 == 0
+            and all(map(is_finite_number, p))
             for p in v
         )
     if isinstance(v, dict) and set(v) >= {"size", "counts"}:
@@ -172,7 +176,7 @@ _FIELD_TYPES = (
     ("bbox", _is_box, "expected [x, y, width, height], finite, width and height >= 0"),
     ("height", lambda v: _is_size(v), f"expected an integer from 1 to {MAX_SIDE}"),
     ("width", lambda v: _is_size(v), f"expected an integer from 1 to {MAX_SIDE}"),
-    ("area", lambda v: _is_number(v) and v >= 0, "expected a number >= 0"),
+    ("area", lambda v: is_finite_number(v) and v >= 0, "expected a number >= 0"),
     ("iscrowd", lambda v: v in (0, 1) and not isinstance(v, float), "expected 0 or 1"),
     ("segmentation", lambda v: _is_segmentation(v), "expected polygons or an RLE of at most "
      f"{MAX_PIXELS} pixels"),

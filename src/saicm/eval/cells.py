@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..data.coco import is_finite_number
 from .metrics import MS_SSIM_MIN_SIDE
 from .tasks import Task
 
@@ -29,7 +30,7 @@ def matches_key(rec: Any, key: dict[str, Any]) -> bool:
 
 def _number(v: Any, low: float = -math.inf) -> bool:
     """A finite JSON number >= ``low`` (not a bool, NaN or an infinity)."""
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= low
+    return is_finite_number(v) and v >= low
 
 
 def _prediction_ok(r: Any, size: tuple[int, int]) -> bool:
